@@ -1,0 +1,36 @@
+# Two commands do all the set-up on a fresh machine:
+#   make seed   - create .venv, install, run the seed comparison (both models, retention tables, summary)
+#   make test   - create .venv, install, run the whole test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: venv seed fair test test-fast bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first, from the pinned CPU build: an unpinned resolve would pull the multi-GB CUDA build.
+	$(BIN)/pip install -q -c requirements.lock torch==2.13.0
+	$(BIN)/pip install -q -c requirements.lock -e ".[dev]"
+	touch $@
+
+seed: venv
+	$(BIN)/python -m nested_learning.train experiment=seed
+
+fair: venv
+	$(BIN)/python -m nested_learning.train experiment=fair
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+test-fast: venv
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: venv
+	$(BIN)/python scripts/bench_framework.py
+
+clean:
+	rm -rf $(VENV) outputs/runs outputs/multiruns

@@ -1,0 +1,77 @@
+"""A LightningDataModule that walks a task sequence inside ONE Trainer.fit.
+
+The current task is chosen from the epoch number, so a single Trainer covers the whole sequence and
+`global_step` grows monotonically across tasks (TensorBoard curves of successive tasks line up). The
+Trainer must reload dataloaders every epoch (`reload_dataloaders_every_n_epochs=1`).
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Sequence
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from nested_learning.data.tasks import TaskSequence
+from nested_learning.data.vocab import Vocabulary
+from nested_learning.errors import UserError
+
+
+def epoch_schedule(epochs_per_task: int | Sequence[int], num_tasks: int) -> list[int]:
+    """Per-task epoch counts from one int (same for every task) or one int per task."""
+    counts = [int(epochs_per_task)] * num_tasks if isinstance(epochs_per_task, int) else [int(e) for e in epochs_per_task]
+    if len(counts) != num_tasks:
+        raise UserError(f"epochs_per_task={list(counts)}: give one integer or {num_tasks} (one per task)")
+    if any(c < 1 for c in counts):
+        raise UserError(f"epochs_per_task={counts}: every task needs at least 1 epoch")
+    return counts
+
+
+class TaskSequenceDataModule(pl.LightningDataModule):
+    def __init__(
+        self,
+        sequence: TaskSequence,
+        epochs_per_task: int | Sequence[int],
+        batch_size: int,
+        seed: int,
+    ):
+        super().__init__()
+        if batch_size < 1:
+            raise UserError(f"batch_size={batch_size}: must be an integer >= 1")
+        self.sequence = sequence
+        self.vocab = Vocabulary(sequence)
+        self.epochs = epoch_schedule(epochs_per_task, len(sequence.tasks))
+        # epoch -> task index, e.g. [0, 0, 0, 1, 1, 1] for 3 epochs on each of two tasks
+        self.task_of_epoch = [t for t, n in enumerate(self.epochs) for _ in range(n)]
+        self.last_epoch_of_task = [e - 1 for e in itertools.accumulate(self.epochs)]
+        self.batch_size = batch_size
+        self.seed = seed
+        self.train_sets = [
+            TensorDataset(*self.vocab.encode(task.train * sequence.repeats)) for task in sequence.tasks
+        ]
+        self.eval_sets = [TensorDataset(*self.vocab.encode(task.eval)) for task in sequence.tasks]
+
+    @property
+    def task_names(self) -> list[str]:
+        return self.sequence.names
+
+    @property
+    def total_epochs(self) -> int:
+        return len(self.task_of_epoch)
+
+    def current_task(self) -> int:
+        return self.task_of_epoch[min(self.trainer.current_epoch, self.total_epochs - 1)]
+
+    def train_dataloader(self) -> DataLoader:
+        epoch = self.trainer.current_epoch
+        # The shuffle order depends on (seed, epoch) only, never on RNG state left by earlier work,
+        # so a job gives the same batches alone, inside a sweep, or resumed from a checkpoint.
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        return DataLoader(
+            self.train_sets[self.current_task()], batch_size=self.batch_size, shuffle=True, generator=generator
+        )
+
+    def eval_dataloaders(self) -> list[DataLoader]:
+        """One loader per task, in sequence order, over that task's evaluation sentences."""
+        return [DataLoader(ds, batch_size=max(self.batch_size, len(ds))) for ds in self.eval_sets]

@@ -1,0 +1,13 @@
+"""Errors a user can fix from the command line.
+
+`train` catches these and prints their message as one line, with no traceback: the message must
+name the bad value and what is allowed.
+"""
+
+
+class UserError(Exception):
+    """Bad input: an out-of-range option, an empty task, a path that is not a run directory."""
+
+
+class NonFiniteLossError(UserError):
+    """Training diverged (NaN or inf loss); results written so far are kept."""

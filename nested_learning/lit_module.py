@@ -1,0 +1,74 @@
+"""One LightningModule for next-token training and evaluation of any network in `models/`."""
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nested_learning.errors import NonFiniteLossError
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+
+
+def token_accuracy(logits: torch.Tensor, targets: torch.Tensor, pad_id: int, count_padding: bool) -> tuple[int, int]:
+    """(correct, counted) next-token predictions; padding targets are skipped unless count_padding.
+
+    count_padding=True reproduces the seed demo, whose accuracy also rewards predicting <pad> after
+    the end of a sentence.
+    """
+    correct = logits.argmax(-1) == targets  # (B, T)
+    if count_padding:
+        return int(correct.sum()), correct.numel()
+    real = targets != pad_id
+    return int((correct & real).sum()), int(real.sum())
+
+
+class ContinualLM(pl.LightningModule):
+    def __init__(self, net: nn.Module, optimizer: OptimizerFactory, pad_id: int):
+        super().__init__()
+        self.net = net
+        self.optimizer_factory = optimizer
+        self.pad_id = pad_id
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.net(tokens)  # (B, T, V)
+
+    def next_token_loss(self, logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=self.pad_id, reduction=reduction)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        inputs, targets = batch
+        loss = self.next_token_loss(self(inputs), targets)
+        task = self.trainer.datamodule.task_names[self.trainer.datamodule.current_task()]
+        if not torch.isfinite(loss):
+            lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+            raise NonFiniteLossError(
+                f"training loss is {loss.item()} at step {self.global_step} ({task}); "
+                f"lower optimizer.lr (now {lr}) or check the data"
+            )
+        self.log("train/loss", loss, on_step=True, on_epoch=False, batch_size=len(inputs))
+        self.log(f"train/loss/{task}", loss, on_step=True, on_epoch=False, batch_size=len(inputs))
+        return loss
+
+    @torch.no_grad()
+    def evaluate(self, loader: Iterable, count_padding: bool = False) -> tuple[float, float]:
+        """(accuracy, mean loss per non-padding token) over a loader, in eval mode."""
+        was_training = self.training
+        self.eval()
+        correct = counted = 0
+        loss_sum, loss_count = 0.0, 0
+        for inputs, targets in loader:
+            logits = self(inputs.to(self.device))
+            targets = targets.to(self.device)
+            c, n = token_accuracy(logits, targets, self.pad_id, count_padding)
+            correct, counted = correct + c, counted + n
+            loss_sum += float(self.next_token_loss(logits, targets, reduction="sum"))
+            loss_count += int((targets != self.pad_id).sum())
+        self.train(was_training)
+        return correct / max(counted, 1), loss_sum / max(loss_count, 1)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.optimizer_factory(self.parameters())

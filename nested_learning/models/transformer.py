@@ -1,0 +1,54 @@
+"""The seed's tiny Transformer, made causal.
+
+The seed demo (Keras) stacks post-LN encoder blocks (attention, residual + LayerNorm, feed-forward,
+residual + LayerNorm) over token embeddings with neither a causal mask nor positions. Trained on
+next-token prediction, position t then attends to token t+1, which is its own target: accuracy
+measures copying, not prediction. Here the mask and learned positional embeddings are on by default;
+`causal=False, positional=False` rebuilds the seed's leaky variant so the leak can be measured.
+"""
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+
+class TinyTransformerLM(nn.Module):
+    def __init__(
+        self,
+        vocab_size: int,
+        max_len: int,
+        d_model: int = 64,
+        n_heads: int = 2,
+        d_ff: int = 128,
+        n_layers: int = 2,
+        dropout: float = 0.1,
+        causal: bool = True,
+        positional: bool = True,
+    ):
+        super().__init__()
+        if not causal:
+            log.warning(
+                "model.causal=false: no causal mask, so each position can see the next token, which is its "
+                "target (the seed's leak); next-token accuracy will overstate what the model learned"
+            )
+        self.causal = causal
+        self.embed = nn.Embedding(vocab_size, d_model)
+        self.position = nn.Embedding(max_len, d_model) if positional else None
+        block = nn.TransformerEncoderLayer(
+            d_model, n_heads, dim_feedforward=d_ff, dropout=dropout, batch_first=True, norm_first=False
+        )
+        self.blocks = nn.TransformerEncoder(block, n_layers, enable_nested_tensor=False)
+        self.head = nn.Linear(d_model, vocab_size)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        T = tokens.shape[1]
+        h = self.embed(tokens)  # (B, T, D)
+        if self.position is not None:
+            h = h + self.position(torch.arange(T, device=tokens.device))  # (T, D) broadcast over B
+        mask = nn.Transformer.generate_square_subsequent_mask(T, device=tokens.device) if self.causal else None
+        h = self.blocks(h, mask=mask, is_causal=self.causal)  # (B, T, D)
+        return self.head(h)  # (B, T, V)

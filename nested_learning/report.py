@@ -1,0 +1,154 @@
+"""Terminal reports: the seed-style retention table and the model comparison that ends the main job."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from nested_learning import metrics as M
+
+
+def make_console() -> Console:
+    """A console for reports: colours on a terminal; wide enough for the tables when piped to a file."""
+    console = Console()
+    return console if console.is_terminal else Console(width=max(console.width, 120))
+
+
+def _acc_style(value: float) -> str:
+    return "green" if value >= 0.8 else "yellow" if value >= 0.5 else "red"
+
+
+def _signed(value: float | None, bad_when_positive: bool = True) -> str:
+    if value is None:
+        return "—"
+    harmful = value if bad_when_positive else -value
+    colour = "red" if harmful > 0.02 else "green"
+    return f"[{colour}]{value:+.3f}[/]"
+
+
+def eval_split_label(result: dict[str, Any]) -> str:
+    heldout = result.get("heldout", [])
+    if heldout and all(heldout):
+        return "held-out sentences"
+    if heldout and not any(heldout):
+        return "the training sentences (memorisation, as in the seed)"
+    return "a mix of held-out and training sentences"
+
+
+def retention_table(result: dict[str, Any]) -> Table:
+    """Rows = evaluation tasks, columns = "After <task>" (the seed's layout), plus both forgetting measures."""
+    tasks: list[str] = result["tasks"]
+    R = result["accuracy_matrix"]
+    done = len(R)
+    table = Table(
+        title=f"{result['model'].upper()} RETENTION  (seed {result['seed']})",
+        caption=(
+            f"next-token accuracy, {'padding counted (seed)' if result.get('count_padding') else 'padding excluded'}, "
+            f"on {eval_split_label(result)}"
+        ),
+        caption_justify="left",
+    )
+    table.add_column("Evaluation task", no_wrap=True)
+    table.add_column("Before", justify="right")
+    for i in range(done):
+        table.add_column(f"After {tasks[i]}", justify="right", no_wrap=True)
+    table.add_column("Forgetting", justify="right")
+    table.add_column("Final - first (seed)", justify="right")
+    square = done == len(tasks)
+    forgetting = M.forgetting_per_task(R) if square else [None] * len(tasks)
+    final_first = M.final_minus_first(R) if square else [None] * len(tasks)
+    for j, name in enumerate(tasks):
+        cells = [f"{result['initial_accuracy'][j]:.3f}"]
+        cells += [f"[{_acc_style(R[i][j])}]{R[i][j]:.3f}[/]" for i in range(done)]
+        cells += [_signed(forgetting[j]), _signed(final_first[j], bad_when_positive=False)]
+        table.add_row(name, *cells)
+    return table
+
+
+def metrics_line(result: dict[str, Any]) -> str:
+    m = result.get("metrics") or {}
+
+    def fmt(key: str) -> str:
+        return "—" if m.get(key) is None else f"{m[key]:+.3f}" if key != "acc" else f"{m[key]:.3f}"
+
+    return f"ACC {fmt('acc')}   BWT {fmt('bwt')}   FWT {fmt('fwt')}   Forgetting {fmt('forgetting')}"
+
+
+LEGEND = (
+    "Forgetting = max earlier accuracy - final (Chaudhry et al. 2018; positive = forgot). "
+    "Final - first = the seed demo's 'Forgetting' column, final - after first task (positive = improved)."
+)
+
+
+def print_result(result: dict[str, Any], console: Console | None = None) -> None:
+    console = console or make_console()
+    console.print(retention_table(result))
+    console.print(metrics_line(result))
+    console.print(f"[dim]{LEGEND}[/]")
+
+
+def verdict(names: Sequence[str], forgetting: Sequence[float], spread_overlaps: bool = False) -> str:
+    """Which model retained more, by the forgetting metric (lower is better)."""
+    ranked = sorted(zip(forgetting, names))
+    (best_f, best), (second_f, _) = ranked[0], ranked[1]
+    if abs(best_f - second_f) < 1e-12:
+        return "No model retained more: their forgetting is equal."
+    line = f"{best} retained more (lower forgetting: {best_f:+.3f} vs {second_f:+.3f})."
+    if spread_overlaps:
+        line += " The 95% confidence interval of the difference includes 0: not distinguishable at these seeds."
+    return line
+
+
+def _mean_ci(row: Any, metric: str) -> str:
+    mean, std, low, high = (row[f"{metric}_{s}"] for s in ("mean", "std", "ci_low", "ci_high"))
+    fmt = ".3f" if metric == "acc" else "+.3f"
+    if row["n"] < 2:
+        return f"{mean:{fmt}}"
+    return f"{mean:{fmt}} ± {std:.3f} [{low:{fmt}}, {high:{fmt}}]"
+
+
+def print_comparison(runs: list[dict[str, Any]], failures: list[tuple[str, str]], console: Console | None = None) -> None:
+    """The end of a sweep: each single run's retention table, then the groups side by side."""
+    from nested_learning.summary import aggregate, difference_interval, group_label, short_labels
+
+    console = console or make_console()
+    if not runs:
+        console.print("[red]No run finished: nothing to compare.[/]")
+    table_of = aggregate(runs) if runs else None
+    labels = short_labels(list(table_of["group"])) if table_of is not None else {}
+    single = table_of is not None and bool((table_of["n"] == 1).all())
+    if single:
+        for run in runs:
+            print_result(run, console)
+    if table_of is not None:
+        side = Table(title="CONTINUAL LEARNING SUMMARY" + ("" if single else "  (mean ± std [95% CI, Student t])"))
+        side.add_column("Runs")
+        side.add_column("n", justify="right")
+        for metric in ("acc", "bwt", "fwt", "forgetting"):
+            side.add_column(metric.upper() if metric != "forgetting" else "Forgetting", justify="right")
+        if single:
+            side.add_column("Final - first, first task (seed)", justify="right")
+        for _, row in table_of.iterrows():
+            cells = [labels[row["group"]], str(row["n"])] + [_mean_ci(row, m) for m in ("acc", "bwt", "fwt", "forgetting")]
+            if single:
+                run = next(r for r in runs if group_label(r) == row["group"])
+                cells.append(f"{run['final_minus_first'][0]:+.3f}")
+            side.add_row(*cells)
+        console.print(side)
+        if len(table_of) >= 2 and table_of["forgetting_mean"].notna().all():
+            overlaps = False
+            if not single and len(table_of) == 2:
+                groups = list(table_of["group"])
+                members = [[r for r in runs if group_label(r) == g] for g in groups]
+                diff, low, high, how = difference_interval(members[0], members[1], "forgetting")
+                console.print(
+                    f"Forgetting difference ({labels[groups[0]]}) - ({labels[groups[1]]}): "
+                    f"{diff:+.3f} [95% CI {low:+.3f}, {high:+.3f}; {how}]"
+                )
+                overlaps = bool(low <= 0 <= high)
+            console.print(verdict([labels[g] for g in table_of["group"]], list(table_of["forgetting_mean"]), overlaps))
+            if single:
+                console.print("[dim]One seed per setting: run several seeds (e.g. experiment=fair) before concluding.[/]")
+    for job, why in failures:
+        console.print(f"[red]failed[/] {job}: {why}")

@@ -1,0 +1,37 @@
+"""The `results.json` file every run writes: atomic writes, validated reads."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from nested_learning.errors import UserError
+
+RESULTS_FILE = "results.json"
+
+
+def write_results(run_dir: Path, record: dict[str, Any]) -> Path:
+    """Write atomically: a reader (or a killed run) sees the old file or the new one, never half of one."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".results.", suffix=".tmp", dir=run_dir)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(record, handle, indent=2, default=str)
+        handle.flush()
+        os.fsync(handle.fileno())
+    target = run_dir / RESULTS_FILE
+    os.replace(tmp, target)
+    return target
+
+
+def load_results(run_dir: str | Path) -> dict[str, Any]:
+    run_dir = Path(run_dir)
+    path = run_dir / RESULTS_FILE
+    if not path.is_file():
+        raise UserError(f"{run_dir}: not a run directory (no {RESULTS_FILE}); give a directory written by nested_learning.train")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None

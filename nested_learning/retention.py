@@ -1,0 +1,142 @@
+"""The retention callback: fills the accuracy matrix R during one fit over a task sequence.
+
+Before training it evaluates every task (initial accuracies b); after the last epoch of each task it
+evaluates every task again (row i of R and of the loss matrix). With `every_epoch` it also logs every
+task's accuracy after every epoch, so TensorBoard shows learning and forgetting curves, not only
+task-end points. `results.json` is rewritten (atomically) after every task, so a crash or a kill
+keeps the rows already measured.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from rich.console import Console
+
+from nested_learning import metrics as M
+from nested_learning.data.datamodule import TaskSequenceDataModule
+from nested_learning.lit_module import ContinualLM
+from nested_learning.plots import accuracy_matrix_figure
+from nested_learning.report import make_console, print_result
+from nested_learning.results import write_results
+
+log = logging.getLogger(__name__)
+
+METRIC_DEFINITIONS = {
+    "acc": "1/T sum_j R[T-1][j]",
+    "bwt": "1/(T-1) sum_{j<T-1} (R[T-1][j] - R[j][j])  (Lopez-Paz & Ranzato 2017)",
+    "fwt": "1/(T-1) sum_{j>0} (R[j-1][j] - b[j]), b = initial accuracy",
+    "forgetting": "1/(T-1) sum_{j<T-1} (max_{l<T-1} R[l][j] - R[T-1][j])  (Chaudhry et al. 2018)",
+    "final_minus_first": "R[T-1][j] - R[0][j] per task: the seed demo's 'Forgetting' column",
+}
+
+
+class RetentionCallback(pl.Callback):
+    def __init__(
+        self,
+        run_dir: str | Path,
+        record: dict[str, Any],
+        count_padding: bool = False,
+        every_epoch: bool = True,
+        print_table: bool = True,
+        console: Console | None = None,
+    ):
+        """`record` holds what the run is (model, seed, config, provenance); measurements are added to it."""
+        self.run_dir = Path(run_dir)
+        self.count_padding = count_padding
+        self.every_epoch = every_epoch
+        self.print_table = print_table  # a sweep prints all tables in its summary instead
+        self.console = console or make_console()
+        self.result: dict[str, Any] = dict(record)
+        self.result.update(
+            status="running",
+            error=None,
+            count_padding=count_padding,
+            metric_definitions=METRIC_DEFINITIONS,
+            initial_accuracy=[],
+            initial_loss=[],
+            accuracy_matrix=[],
+            loss_matrix=[],
+            curves=[],
+            metrics=None,
+        )
+
+    def _evaluate_all(self, trainer: pl.Trainer, module: ContinualLM) -> tuple[list[float], list[float]]:
+        dm: TaskSequenceDataModule = trainer.datamodule
+        pairs = [module.evaluate(loader, self.count_padding) for loader in dm.eval_dataloaders()]
+        return [a for a, _ in pairs], [loss for _, loss in pairs]
+
+    def _log(self, trainer: pl.Trainer, values: dict[str, float]) -> None:
+        for logger in trainer.loggers:
+            logger.log_metrics(values, step=trainer.global_step)
+
+    def _log_curve_point(self, trainer: pl.Trainer, epoch: int, accs: list[float], losses: list[float]) -> None:
+        names = trainer.datamodule.task_names
+        self.result["curves"].append({"epoch": epoch, "step": trainer.global_step, "accuracy": accs, "loss": losses})
+        values = {f"eval/acc/{n}": a for n, a in zip(names, accs)}
+        values.update({f"eval/loss/{n}": v for n, v in zip(names, losses)})
+        self._log(trainer, values)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: ContinualLM) -> None:
+        dm: TaskSequenceDataModule = trainer.datamodule
+        self.result.update(tasks=dm.task_names, heldout=[t.heldout for t in dm.sequence.tasks], epochs_per_task=dm.epochs)
+        accs, losses = self._evaluate_all(trainer, pl_module)
+        self.result.update(initial_accuracy=accs, initial_loss=losses)
+        self._log_curve_point(trainer, -1, accs, losses)
+        self.write()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: ContinualLM) -> None:
+        dm: TaskSequenceDataModule = trainer.datamodule
+        epoch = trainer.current_epoch
+        task_end = epoch in dm.last_epoch_of_task
+        if not (task_end or self.every_epoch):
+            return
+        accs, losses = self._evaluate_all(trainer, pl_module)
+        if self.every_epoch:
+            self._log_curve_point(trainer, epoch, accs, losses)
+        if task_end:
+            i = dm.task_of_epoch[epoch]
+            self.result["accuracy_matrix"].append(accs)
+            self.result["loss_matrix"].append(losses)
+            self._log(trainer, {f"retention/after_{dm.task_names[i]}/{n}": a for n, a in zip(dm.task_names, accs)})
+            own = accs[i]
+            self.console.print(
+                f"[bold]{self.result['model']}[/] finished {dm.task_names[i]} ({i + 1}/{len(dm.task_names)}, "
+                f"step {trainer.global_step}): accuracy on it {own:.3f}, mean over all tasks {sum(accs) / len(accs):.3f}"
+            )
+            self.write()
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: ContinualLM) -> None:
+        R = self.result["accuracy_matrix"]
+        if len(R) != len(self.result["tasks"]):
+            return  # stopped early (e.g. max_steps): the partial rows are already on disk
+        self.result["metrics"] = M.all_metrics(R, self.result["initial_accuracy"])
+        self.result["forgetting_per_task"] = M.forgetting_per_task(R)
+        self.result["final_minus_first"] = M.final_minus_first(R)
+        self.result["status"] = "complete"
+        self.write()
+        self._log_summary(trainer)
+        if self.print_table:
+            print_result(self.result, self.console)
+
+    def _log_summary(self, trainer: pl.Trainer) -> None:
+        metrics = {f"hp/{k}": v for k, v in self.result["metrics"].items() if v is not None}
+        self._log(trainer, metrics)
+        for logger in trainer.loggers:
+            experiment = getattr(logger, "experiment", None)
+            if hasattr(experiment, "add_figure"):
+                figure = accuracy_matrix_figure(
+                    self.result["accuracy_matrix"], self.result["tasks"], f"{self.result['model']} (seed {self.result['seed']})"
+                )
+                experiment.add_figure("retention/accuracy_matrix", figure, global_step=trainer.global_step)
+
+    def fail(self, error: BaseException) -> None:
+        """Record a failure without losing the rows already measured."""
+        self.result["status"] = "failed"
+        self.result["error"] = f"{type(error).__name__}: {error}"
+        self.write()
+
+    def write(self) -> Path:
+        return write_results(self.run_dir, self.result)

@@ -1,0 +1,129 @@
+"""Train one model over a task sequence and measure what it retains.
+
+    python -m nested_learning.train                              # HOPE (seed cell) on the commute tasks
+    python -m nested_learning.train model=transformer seed=3     # any group or value can be overridden
+    python -m nested_learning.train experiment=seed              # the seed comparison: both models + summary
+    python -m nested_learning.train -m rates.fast=0.3,0.6,0.9 seed=0,1,2   # a sweep
+    python -m nested_learning.train --help                       # groups, options and the composed config
+
+Each run writes into its Hydra run directory: `.hydra/` (the config that reproduces it),
+`results.json` (accuracy and loss matrices, metrics, config, versions, git commit) and `tb/`
+(TensorBoard). Bad input stops with one line naming the value and what is allowed.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from nested_learning.errors import UserError
+
+log = logging.getLogger("nested_learning")
+
+
+def apply_model_overrides(cfg: DictConfig) -> None:
+    """`model_overrides.<model name>` holds dotted keys to set for that model only (e.g. its seed budget)."""
+    specific = (cfg.get("model_overrides") or {}).get(cfg.model.name) or {}
+    with open_dict(cfg):
+        for key, value in specific.items():
+            OmegaConf.update(cfg, key, value, merge=False)
+
+
+def quiet_lightning() -> None:
+    """Keep the terminal for the retention tables: Lightning's banners and tiny-data hints add nothing here."""
+    for name in ("pytorch_lightning", "pytorch_lightning.utilities.rank_zero", "lightning_fabric", "lightning.pytorch"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+
+
+def build(cfg: DictConfig, run_dir: Path, record: dict[str, Any], print_table: bool = True):
+    """Instantiate data, network, module, callback, logger and trainer from a resolved config."""
+    import pytorch_lightning as pl
+    import torch
+
+    from nested_learning.data.datamodule import TaskSequenceDataModule
+    from nested_learning.lit_module import ContinualLM
+    from nested_learning.retention import RetentionCallback
+
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    sequence = instantiate(cfg.task, _convert_="all")
+    datamodule = TaskSequenceDataModule(sequence, cfg.epochs_per_task, int(cfg.batch_size), int(cfg.seed))
+    net_cfg = {k: v for k, v in cfg.model.items() if k != "name"}
+    net = instantiate(net_cfg, vocab_size=len(datamodule.vocab), max_len=datamodule.vocab.seq_len, _convert_="all")
+    module = ContinualLM(net, instantiate(cfg.optimizer), pad_id=datamodule.vocab.pad_id)
+    retention = RetentionCallback(run_dir, record, cfg.eval.count_padding, cfg.eval.every_epoch, print_table)
+    logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    callbacks = [retention]
+    if cfg.reset_optimizer:
+        from nested_learning.task_boundary import ResetOptimizerAtTaskStart
+
+        callbacks.append(ResetOptimizerAtTaskStart())
+    trainer = instantiate(cfg.trainer, max_epochs=datamodule.total_epochs, logger=logger, callbacks=callbacks)
+    if logger:
+        hparams = {"model": cfg.model.name, "seed": int(cfg.seed), "lr": float(cfg.optimizer.lr)}
+        hparams.update({f"rates/{k}": float(v) for k, v in cfg.rates.items()})
+        hparams["overrides"] = " ".join(record.get("overrides", []))
+        logger.log_hyperparams(hparams, {f"hp/{m}": 0.0 for m in ("acc", "bwt", "fwt", "forgetting")})
+    return trainer, module, datamodule, retention
+
+
+def run(cfg: DictConfig, run_dir: Path, overrides: list[str], print_table: bool = True) -> dict[str, Any]:
+    """One training run; returns the results record (also written to run_dir/results.json)."""
+    from nested_learning import provenance
+
+    quiet_lightning()
+    apply_model_overrides(cfg)
+    OmegaConf.resolve(cfg)
+    record = {
+        "model": cfg.model.name,
+        "seed": int(cfg.seed),
+        "task_sequence": cfg.task.name,
+        "overrides": overrides,
+        "config": OmegaConf.to_container(cfg),
+        "provenance": provenance.collect(),
+    }
+    try:
+        trainer, module, datamodule, retention = build(cfg, run_dir, record, print_table)
+    except InstantiationException as err:
+        # Hydra wraps errors raised inside constructors; surface the user's mistake itself.
+        if isinstance(err.__cause__, UserError):
+            raise err.__cause__ from None
+        raise
+    try:
+        trainer.fit(module, datamodule=datamodule)
+    except BaseException as err:
+        retention.fail(err)
+        raise
+    return retention.result
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    try:
+        result = run(cfg, run_dir, list(hydra_cfg.overrides.task), print_table=not multirun)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        if multirun:
+            return None  # one bad job must not stop the sweep; the summary lists it as failed
+        sys.exit(2)
+    return (result.get("metrics") or {}).get("forgetting")
+
+
+if __name__ == "__main__":
+    main()

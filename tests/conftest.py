@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, open_dict
+
+REPO = Path(__file__).resolve().parent.parent
+CONF = REPO / "conf"
+
+
+def compose_config(*overrides: str) -> DictConfig:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+@pytest.fixture
+def run_in_process(tmp_path):
+    """Train in this process (no Hydra app, no subprocess): fast enough for the quick suite."""
+    from nested_learning.train import run
+
+    def _run(*overrides: str, run_dir: Path | None = None) -> dict:
+        cfg = compose_config("logger=none", *overrides)
+        directory = run_dir or tmp_path / "run"
+        with open_dict(cfg):
+            cfg.trainer.default_root_dir = str(directory)
+        return run(cfg, directory, list(overrides), print_table=False)
+
+    return _run
+
+
+def run_cli(*args: str, cwd: Path = REPO, env_extra: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run `python -m nested_learning.train ARGS` as a user would, with outputs under a temp root."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env_extra or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "nested_learning.train", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )

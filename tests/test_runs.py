@@ -1,0 +1,84 @@
+"""Whole runs: results.json, reproducibility, bad input, the README's main command."""
+import json
+
+import pytest
+
+from nested_learning import metrics as M
+from nested_learning.results import load_results
+
+from .conftest import REPO, run_cli
+
+
+def test_run_writes_results_whose_metrics_match_its_matrix(run_in_process, tmp_path):
+    result = run_in_process("model=hope", "epochs_per_task=[1,2]", "seed=3")
+    saved = load_results(tmp_path / "run")
+    assert saved["status"] == "complete"
+    R, b = saved["accuracy_matrix"], saved["initial_accuracy"]
+    assert len(R) == 2 and all(len(row) == 2 for row in R)
+    assert saved["metrics"] == pytest.approx(M.all_metrics(R, b))
+    assert saved["tasks"] == ["Task_0", "Task_1"] and saved["model"] == "hope" and saved["seed"] == 3
+    assert len(saved["loss_matrix"]) == 2 and len(saved["initial_loss"]) == 2
+    assert saved["config"]["epochs_per_task"] == [1, 2] and saved["config"]["rates"]["fast"] == 0.6
+    assert set(saved["provenance"]["versions"]) >= {"torch", "pytorch-lightning", "hydra-core", "python"}
+    assert "commit" in saved["provenance"]["git"]
+    # every epoch's evaluation is kept: before training + 3 epochs
+    assert [c["epoch"] for c in saved["curves"]] == [-1, 0, 1, 2]
+    assert result["accuracy_matrix"] == R
+
+
+def test_same_config_gives_same_matrix(run_in_process, tmp_path):
+    for model in ("transformer", "hope"):
+        first = run_in_process(f"model={model}", "epochs_per_task=2", run_dir=tmp_path / f"{model}_a")
+        second = run_in_process(f"model={model}", "epochs_per_task=2", run_dir=tmp_path / f"{model}_b")
+        assert first["accuracy_matrix"] == second["accuracy_matrix"]
+        assert first["loss_matrix"] == second["loss_matrix"]
+
+
+def test_model_overrides_apply_to_their_model_only(run_in_process):
+    overrides = "+model_overrides={transformer: {epochs_per_task: 1}, hope: {epochs_per_task: 2}}"
+    result = run_in_process("model=hope", overrides)
+    assert result["epochs_per_task"] == [2, 2]
+
+
+def test_reset_optimizer_changes_training(run_in_process, tmp_path):
+    kept = run_in_process("model=hope", "epochs_per_task=2", run_dir=tmp_path / "kept")
+    reset = run_in_process("model=hope", "epochs_per_task=2", "reset_optimizer=true", run_dir=tmp_path / "reset")
+    assert kept["accuracy_matrix"][0] == reset["accuracy_matrix"][0]  # identical until the boundary
+    assert kept["loss_matrix"][1] != reset["loss_matrix"][1]
+
+
+def test_bad_rate_stops_with_one_line(tmp_path):
+    out = run_cli("rates.fast=1.5", f"paths.output_root={tmp_path}")
+    assert out.returncode == 2
+    assert out.stderr.strip() == "error: rates.fast=1.5: a rate must lie in (0, 1]"
+
+
+def test_empty_task_stops_with_one_line(tmp_path):
+    out = run_cli("task.tasks.Task_1=[]", f"paths.output_root={tmp_path}")
+    assert out.returncode == 2
+    assert out.stderr.strip() == "error: task.tasks.Task_1: empty task; give at least one sentence"
+
+
+def test_nan_loss_keeps_finished_rows(tmp_path):
+    # lr=inf turns the weights to NaN after the first step of the second task's data
+    out = run_cli("model=hope", "epochs_per_task=[1,1]", "optimizer.lr=1e30", f"paths.output_root={tmp_path}")
+    assert out.returncode == 2, out.stderr
+    line = out.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: training loss is nan") and "optimizer.lr" in line
+    (results,) = tmp_path.glob("runs/*/results.json")
+    saved = json.loads(results.read_text())
+    assert saved["status"] == "failed" and "NonFiniteLossError" in saved["error"]
+    assert len(saved["initial_accuracy"]) == 2
+
+
+@pytest.mark.slow
+def test_readme_main_command_runs(tmp_path):
+    """`make seed` runs `python -m nested_learning.train experiment=seed`; here with one epoch per task."""
+    out = run_cli("experiment=seed", "model_overrides.transformer.epochs_per_task=1",
+                  "model_overrides.hope.epochs_per_task=1", f"paths.output_root={tmp_path}")
+    assert out.returncode == 0, out.stderr
+    assert "TRANSFORMER RETENTION" in out.stdout and "HOPE RETENTION" in out.stdout
+    assert "CONTINUAL LEARNING SUMMARY" in out.stdout and "retained more" in out.stdout
+    jobs = sorted(tmp_path.glob("multiruns/*/*/results.json"))
+    assert len(jobs) == 2
+    assert (REPO / "README.md").read_text().count("make seed") >= 1
