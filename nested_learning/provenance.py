@@ -4,6 +4,7 @@ from __future__ import annotations
 import platform
 import subprocess
 import sys
+from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 
@@ -11,6 +12,7 @@ PACKAGES = ("torch", "pytorch-lightning", "hydra-core", "omegaconf", "numpy", "t
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+@lru_cache(maxsize=1)  # a sweep's jobs share one process and one environment
 def package_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for name in PACKAGES:
@@ -36,7 +38,7 @@ def git_state(root: Path = REPO_ROOT) -> dict[str, str | bool | None]:
 
 def collect() -> dict:
     return {
-        "versions": package_versions(),
+        "versions": dict(package_versions()),
         "git": git_state(),
         "machine": {"platform": platform.platform(), "processor": platform.machine()},
         "argv": sys.argv,

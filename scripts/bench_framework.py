@@ -1,0 +1,141 @@
+"""Framework overhead on the seed comparison: nested_learning.train vs a plain PyTorch loop.
+
+Both sides do the same work in this process, after imports: for each model of experiment=seed
+(Transformer 5 epochs/task at lr 2e-3, HOPE 3 epochs/task at lr 7e-4, Adam, batch 64, seed 7),
+build the data and network, evaluate every task before training and after every epoch, train on
+the two commute tasks in sequence, and compute the metrics. The framework side also writes
+results.json and TensorBoard events, as the main job does. Reported: median wall time of each side
+over --repeats alternating rounds, their ratio (target <= 1.5x), and the wall time of the whole
+main command `python -m nested_learning.train experiment=seed` in a subprocess (target < 30 s).
+
+    python scripts/bench_framework.py [--repeats 5] [--skip-command]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import open_dict
+
+from nested_learning import metrics as M
+from nested_learning.data.datamodule import TaskSequenceDataModule
+from nested_learning.lit_module import token_accuracy
+from nested_learning.train import run
+
+REPO = Path(__file__).resolve().parent.parent
+MODELS = ("transformer", "hope")
+
+
+def seed_config(model: str):
+    """Composed once, outside the timings: config composition is a one-off like the imports."""
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose(config_name="config", overrides=["experiment=seed", f"model={model}", "hydra.mode=RUN"])
+
+
+CONFIGS = {model: seed_config(model) for model in MODELS}
+
+
+def framework_once(out_dir: Path) -> list[list[list[float]]]:
+    matrices = []
+    for model in MODELS:
+        cfg = CONFIGS[model].copy()
+        with open_dict(cfg):
+            cfg.trainer.default_root_dir = cfg.logger.save_dir = str(out_dir / model)
+        matrices.append(run(cfg, out_dir / model, [f"model={model}"], print_table=False)["accuracy_matrix"])
+    return matrices
+
+
+def plain_once(out_dir: Path) -> list[list[list[float]]]:
+    """The same training and evaluation written as a bare PyTorch loop (no Lightning, no Hydra app)."""
+    matrices = []
+    for model in MODELS:
+        cfg = CONFIGS[model]
+        budget = cfg.model_overrides[model]
+        torch.manual_seed(cfg.seed)
+        dm = TaskSequenceDataModule(instantiate(cfg.task, _convert_="all"), budget.epochs_per_task, cfg.batch_size, cfg.seed)
+        net_cfg = {k: v for k, v in cfg.model.items() if k != "name"}
+        net = instantiate(net_cfg, vocab_size=len(dm.vocab), max_len=dm.vocab.seq_len, _convert_="all")
+        optimizer = torch.optim.Adam(net.parameters(), lr=budget["optimizer.lr"])
+        pad = dm.vocab.pad_id
+
+        @torch.no_grad()
+        def evaluate_all() -> list[float]:
+            net.eval()
+            accs = []
+            for loader in dm.eval_dataloaders():
+                correct = counted = 0
+                for inputs, targets in loader:
+                    logits = net(inputs)
+                    F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=pad, reduction="sum")
+                    c, n = token_accuracy(logits, targets, pad, count_padding=False)
+                    correct, counted = correct + c, counted + n
+                accs.append(correct / counted)
+            net.train()
+            return accs
+
+        initial, R = evaluate_all(), []
+        for epoch, task in enumerate(dm.task_of_epoch):
+            generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+            loader = torch.utils.data.DataLoader(dm.train_sets[task], batch_size=cfg.batch_size, shuffle=True, generator=generator)
+            for inputs, targets in loader:
+                loss = F.cross_entropy(net(inputs).flatten(0, 1), targets.flatten(), ignore_index=pad)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            accs = evaluate_all()
+            if epoch in dm.last_epoch_of_task:
+                R.append(accs)
+        M.all_metrics(R, initial)
+        matrices.append(R)
+    return matrices
+
+
+def timed(fn, out_dir: Path) -> float:
+    start = time.perf_counter()
+    fn(out_dir)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5, help="alternating rounds of each side (median reported)")
+    parser.add_argument("--skip-command", action="store_true", help="do not time the whole main command")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_dir = Path(tmp)
+        # The first call pays one-off costs (lazy imports, font cache); both sides must agree exactly.
+        same = framework_once(tmp_dir / "warmup_fw") == plain_once(tmp_dir / "warmup_plain")
+        fw, plain = [], []
+        for i in range(args.repeats):
+            fw.append(timed(framework_once, tmp_dir / f"fw{i}"))
+            plain.append(timed(plain_once, tmp_dir / f"plain{i}"))
+            print(f"round {i + 1}/{args.repeats}: framework {fw[-1]:.3f} s, plain loop {plain[-1]:.3f} s", flush=True)
+    fw_s, plain_s = statistics.median(fw), statistics.median(plain)
+    print(f"\nseed comparison, training + evaluation, imports excluded (median of {args.repeats}, torch threads {torch.get_num_threads()}):")
+    print(f"  framework (nested_learning.train.run, Lightning + TensorBoard + results.json): {fw_s:.3f} s")
+    print(f"  plain PyTorch loop, same work:                                              {plain_s:.3f} s")
+    print(f"  ratio framework / plain: {fw_s / plain_s:.2f}x   (target <= 1.5x)")
+    print(f"  same accuracy matrices on both sides: {'yes' if same else 'NO: the two sides did different work'}")
+    if not args.skip_command:
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            subprocess.run(
+                [sys.executable, "-m", "nested_learning.train", "experiment=seed", f"paths.output_root={tmp}"],
+                cwd=REPO, check=True, capture_output=True,
+            )
+            print(f"  whole main command (python -m nested_learning.train experiment=seed), imports included: "
+                  f"{time.perf_counter() - start:.1f} s   (target < 30 s)")
+
+
+if __name__ == "__main__":
+    main()
