@@ -29,3 +29,33 @@ def accuracy_matrix_figure(R: Sequence[Sequence[float]], tasks: Sequence[str], t
             ax.text(i, j, f"{shown[j, i]:.2f}", ha="center", va="center", color="white" if shown[j, i] < 0.6 else "black")
     ax.set_title(f"accuracy matrix\n{title}", fontsize=10)
     return fig
+
+
+def sweep_heatmap_figure(tables: dict, x: str, y: str) -> plt.Figure:
+    """One annotated heatmap per metric over two config axes (each cell: mean over the other axes and seeds).
+
+    Fixed scales, so colours compare across sweeps: accuracy on [0, 1]; signed metrics (forgetting)
+    on a diverging map centred at 0, white meaning "no change".
+    """
+    fig, axes = plt.subplots(1, len(tables), figsize=(4.6 * len(tables), 4.0), squeeze=False)
+    for ax, (metric, table) in zip(axes[0], tables.items()):
+        values = table.to_numpy(dtype=float)
+        if metric == "acc":
+            cmap, low, high, fmt = "viridis", 0.0, 1.0, ".3f"
+        else:
+            bound = max(0.05, float(np.nanmax(np.abs(values))))
+            cmap, low, high, fmt = "RdBu_r", -bound, bound, "+.3f"
+        image = ax.imshow(values, cmap=cmap, vmin=low, vmax=high, aspect="auto")
+        ax.set_xticks(range(values.shape[1]), [f"{v:g}" for v in table.columns])
+        ax.set_yticks(range(values.shape[0]), [f"{v:g}" for v in table.index])
+        ax.set_xlabel(x)
+        ax.set_ylabel(y)
+        ax.set_title(f"{metric} (mean over other axes and seeds)", fontsize=10)
+        fig.colorbar(image, ax=ax)
+        for j in range(values.shape[0]):
+            for i in range(values.shape[1]):
+                r, g, b, _ = image.cmap(image.norm(values[j, i]))
+                ink = "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
+                ax.text(i, j, f"{values[j, i]:{fmt}}", ha="center", va="center", fontsize=8, color=ink)
+    fig.tight_layout()
+    return fig

@@ -12,7 +12,7 @@ from nested_learning import metrics as M
 def make_console() -> Console:
     """A console for reports: colours on a terminal; wide enough for the tables when piped to a file."""
     console = Console()
-    return console if console.is_terminal else Console(width=max(console.width, 120))
+    return console if console.is_terminal else Console(width=max(console.width, 160))
 
 
 def _acc_style(value: float) -> str:
@@ -93,24 +93,17 @@ def verdict(names: Sequence[str], forgetting: Sequence[float], spread_overlaps: 
     ranked = sorted(zip(forgetting, names))
     (best_f, best), (second_f, _) = ranked[0], ranked[1]
     if abs(best_f - second_f) < 1e-12:
-        return "No model retained more: their forgetting is equal."
+        tied = [name for f, name in ranked if abs(f - best_f) < 1e-12]
+        return f"Tie: {', '.join(tied)} share the lowest forgetting ({best_f:+.3f})."
     line = f"{best} retained more (lower forgetting: {best_f:+.3f} vs {second_f:+.3f})."
     if spread_overlaps:
         line += " The 95% confidence interval of the difference includes 0: not distinguishable at these seeds."
     return line
 
 
-def _mean_ci(row: Any, metric: str) -> str:
-    mean, std, low, high = (row[f"{metric}_{s}"] for s in ("mean", "std", "ci_low", "ci_high"))
-    fmt = ".3f" if metric == "acc" else "+.3f"
-    if row["n"] < 2:
-        return f"{mean:{fmt}}"
-    return f"{mean:{fmt}} ± {std:.3f} [{low:{fmt}}, {high:{fmt}}]"
-
-
 def print_comparison(runs: list[dict[str, Any]], failures: list[tuple[str, str]], console: Console | None = None) -> None:
     """The end of a sweep: each single run's retention table, then the groups side by side."""
-    from nested_learning.summary import aggregate, difference_interval, group_label, short_labels
+    from nested_learning.summary import aggregate, difference_interval, format_mean_ci, group_label, short_labels
 
     console = console or make_console()
     if not runs:
@@ -130,7 +123,7 @@ def print_comparison(runs: list[dict[str, Any]], failures: list[tuple[str, str]]
         if single:
             side.add_column("Final - first, first task (seed)", justify="right")
         for _, row in table_of.iterrows():
-            cells = [labels[row["group"]], str(row["n"])] + [_mean_ci(row, m) for m in ("acc", "bwt", "fwt", "forgetting")]
+            cells = [labels[row["group"]], str(row["n"])] + [format_mean_ci(row, m) for m in ("acc", "bwt", "fwt", "forgetting")]
             if single:
                 run = next(r for r in runs if group_label(r) == row["group"])
                 cells.append(f"{run['final_minus_first'][0]:+.3f}")

@@ -79,9 +79,21 @@ class RetentionCallback(pl.Callback):
         values.update({f"eval/loss/{n}": v for n, v in zip(names, losses)})
         self._log(trainer, values)
 
+    # Measurements travel in checkpoints, so a resumed run continues the same matrix.
+    MEASURED = ("initial_accuracy", "initial_loss", "accuracy_matrix", "loss_matrix", "curves")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {key: self.result[key] for key in self.MEASURED}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.result.update(state_dict)
+        self.result["resumed"] = self.result.get("resumed", 0) + 1
+
     def on_train_start(self, trainer: pl.Trainer, pl_module: ContinualLM) -> None:
         dm: TaskSequenceDataModule = trainer.datamodule
         self.result.update(tasks=dm.task_names, heldout=[t.heldout for t in dm.sequence.tasks], epochs_per_task=dm.epochs)
+        if self.result["initial_accuracy"]:
+            return  # resumed from a checkpoint: the untrained model was measured before the interruption
         accs, losses = self._evaluate_all(trainer, pl_module)
         self.result.update(initial_accuracy=accs, initial_loss=losses)
         self._log_curve_point(trainer, -1, accs, losses)
@@ -101,12 +113,11 @@ class RetentionCallback(pl.Callback):
             self.result["accuracy_matrix"].append(accs)
             self.result["loss_matrix"].append(losses)
             self._log(trainer, {f"retention/after_{dm.task_names[i]}/{n}": a for n, a in zip(dm.task_names, accs)})
-            own = accs[i]
             self.console.print(
                 f"[bold]{self.result['model']}[/] finished {dm.task_names[i]} ({i + 1}/{len(dm.task_names)}, "
-                f"step {trainer.global_step}): accuracy on it {own:.3f}, mean over all tasks {sum(accs) / len(accs):.3f}"
+                f"step {trainer.global_step}): accuracy on it {accs[i]:.3f}, mean over all tasks {sum(accs) / len(accs):.3f}"
             )
-            self.write()
+        self.write()  # every evaluated epoch: results.json doubles as a progress record
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: ContinualLM) -> None:
         R = self.result["accuracy_matrix"]

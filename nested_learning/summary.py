@@ -99,6 +99,24 @@ def aggregate(runs: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def format_mean_ci(row: Any, metric: str) -> str:
+    """"mean ± std [CI low, CI high]" of one aggregated metric (the mean alone for n = 1)."""
+    mean, std, low, high = (row[f"{metric}_{s}"] for s in ("mean", "std", "ci_low", "ci_high"))
+    fmt = ".3f" if metric == "acc" else "+.3f"
+    if row["n"] < 2:
+        return f"{mean:{fmt}}"
+    return f"{mean:{fmt}} ± {std:.3f} [{low:{fmt}}, {high:{fmt}}]"
+
+
+def readable(table: pd.DataFrame) -> pd.DataFrame:
+    """The aggregate as a reader wants it: short group labels, one "mean ± std [CI]" cell per metric."""
+    labels = short_labels(list(table["group"]))
+    out = pd.DataFrame({"runs": [labels[g] for g in table["group"]], "n": table["n"], "seeds": table["seeds"]})
+    for metric in METRICS:
+        out[metric.upper() if metric != "forgetting" else "Forgetting"] = [format_mean_ci(row, metric) for _, row in table.iterrows()]
+    return out
+
+
 def difference_interval(
     runs_a: list[dict[str, Any]], runs_b: list[dict[str, Any]], metric: str, confidence: float = 0.95
 ) -> tuple[float, float, float, str]:
@@ -117,3 +135,96 @@ def difference_interval(
     dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if se > 0 else len(a) + len(b) - 2
     half = float(stats.t.ppf(0.5 + confidence / 2, dof)) * se
     return mean, mean - half, mean + half, "Welch"
+
+
+def config_value(result: dict[str, Any], dotted: str) -> Any:
+    node: Any = result.get("config", {})
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def varying_rate_axes(runs: list[dict[str, Any]]) -> list[str]:
+    """The rates.* keys that take more than one value across the runs, in track order."""
+    names = list((runs[0].get("config", {}).get("rates") or {}).keys()) if runs else []
+    return [f"rates.{n}" for n in names if len({config_value(r, f"rates.{n}") for r in runs}) > 1]
+
+
+def axis_table(runs: list[dict[str, Any]], x: str, y: str, metric: str) -> pd.DataFrame:
+    """Mean of a metric over every run at each (y, x) point, averaged over all other axes and seeds."""
+    frame = pd.DataFrame(
+        {"x": [config_value(r, x) for r in runs], "y": [config_value(r, y) for r in runs], "v": [r["metrics"][metric] for r in runs]}
+    )
+    if frame["x"].isna().any() or frame["y"].isna().any():
+        raise UserError(f"--axes {x} {y}: not every run has both keys in its config")
+    return frame.pivot_table(index="y", columns="x", values="v", aggfunc="mean").sort_index(ascending=False)
+
+
+def reference_differences(runs: list[dict[str, Any]], reference_model: str) -> pd.DataFrame:
+    """For each group, the difference of every metric to the group with the same settings but the reference model."""
+    def rest(label: str) -> str:
+        return " ".join(o for o in label.split() if not o.startswith("model="))
+
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault(group_label(run), []).append(run)
+    rows = []
+    for label, members in groups.items():
+        if members[0]["model"] == reference_model:
+            continue
+        refs = [g for g, m in groups.items() if m[0]["model"] == reference_model and rest(g) == rest(label)]
+        if not refs:
+            continue
+        row: dict[str, Any] = {"group": label, "reference": refs[0]}
+        for metric in METRICS:
+            diff, low, high, how = difference_interval(members, groups[refs[0]], metric)
+            row.update({f"{metric}_diff": diff, f"{metric}_ci_low": low, f"{metric}_ci_high": high})
+        row["pairing"] = how
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write_summary(
+    sweep_dir: str | Path, sweep: Sweep, axes: tuple[str, str] | None = None, reference: str | None = None
+) -> list[Path]:
+    """summary.csv, summary.md and (with two rate axes) summary_heatmap.png in the sweep directory."""
+    from nested_learning.plots import sweep_heatmap_figure
+
+    sweep_dir = Path(sweep_dir)
+    written = []
+    table = aggregate(sweep.runs) if sweep.runs else pd.DataFrame()
+    table.to_csv(sweep_dir / "summary.csv", index=False)
+    written.append(sweep_dir / "summary.csv")
+    lines = [f"# Summary of {sweep_dir.name}", "", f"{len(sweep.runs)} finished runs, {len(sweep.failures)} failed or unfinished.", ""]
+    lines += ["Mean, sample std and 95% confidence interval (Student t) over runs that differ only by seed;",
+              "metrics as defined in nested_learning/metrics.py (forgetting: Chaudhry et al. 2018).", ""]
+    if not table.empty:
+        lines += [readable(table).to_markdown(index=False), ""]
+    if reference and sweep.runs:
+        diffs = reference_differences(sweep.runs, reference)
+        if not diffs.empty:
+            diffs.to_csv(sweep_dir / "summary_vs_reference.csv", index=False)
+            written.append(sweep_dir / "summary_vs_reference.csv")
+            labels = short_labels(list(diffs["group"]) + list(diffs["reference"]))
+            shown = pd.DataFrame({"runs": [labels[g] for g in diffs["group"]], "minus": [labels[g] for g in diffs["reference"]]})
+            for metric in METRICS:
+                shown[metric] = [
+                    f"{r[f'{metric}_diff']:+.3f} [{r[f'{metric}_ci_low']:+.3f}, {r[f'{metric}_ci_high']:+.3f}]" for _, r in diffs.iterrows()
+                ]
+            shown["pairing"] = diffs["pairing"]
+            lines += [f"## Difference to model={reference}, same settings otherwise (95% CI)", "", shown.to_markdown(index=False), ""]
+    if sweep.failures:
+        lines += ["## Failed or unfinished jobs", ""] + [f"- `{job}`: {why}" for job, why in sweep.failures] + [""]
+    axes = axes or tuple(varying_rate_axes(sweep.runs)[:2]) or None
+    if axes and len(axes) == 2 and sweep.runs:
+        figure = sweep_heatmap_figure(
+            {m: axis_table(sweep.runs, axes[0], axes[1], m) for m in ("forgetting", "acc")}, axes[0], axes[1]
+        )
+        figure.savefig(sweep_dir / "summary_heatmap.png", dpi=110)
+        written.append(sweep_dir / "summary_heatmap.png")
+        lines += [f"![forgetting and ACC over {axes[0]} x {axes[1]}](summary_heatmap.png)", ""]
+    (sweep_dir / "summary.md").write_text("\n".join(lines))
+    written.append(sweep_dir / "summary.md")
+    return written

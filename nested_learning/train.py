@@ -54,6 +54,7 @@ def build(cfg: DictConfig, run_dir: Path, record: dict[str, Any], print_table: b
 
     from nested_learning.data.datamodule import TaskSequenceDataModule
     from nested_learning.lit_module import ContinualLM
+    from nested_learning.resume import EpochCheckpoint
     from nested_learning.retention import RetentionCallback
 
     if cfg.get("threads"):
@@ -66,11 +67,13 @@ def build(cfg: DictConfig, run_dir: Path, record: dict[str, Any], print_table: b
     module = ContinualLM(net, instantiate(cfg.optimizer), pad_id=datamodule.vocab.pad_id)
     retention = RetentionCallback(run_dir, record, cfg.eval.count_padding, cfg.eval.every_epoch, print_table)
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
-    callbacks = [retention]
+    callbacks: list[pl.Callback] = [retention]
     if cfg.reset_optimizer:
         from nested_learning.task_boundary import ResetOptimizerAtTaskStart
 
         callbacks.append(ResetOptimizerAtTaskStart())
+    if cfg.checkpoint:
+        callbacks.append(EpochCheckpoint(run_dir))  # after the retention callback: saves the rows it just measured
     trainer = instantiate(cfg.trainer, max_epochs=datamodule.total_epochs, logger=logger, callbacks=callbacks)
     if logger:
         hparams = {"model": cfg.model.name, "seed": int(cfg.seed), "lr": float(cfg.optimizer.lr)}
@@ -102,8 +105,13 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], print_table: bool 
         if isinstance(err.__cause__, UserError):
             raise err.__cause__ from None
         raise
+    ckpt_path = None
+    if cfg.resume:
+        from nested_learning.resume import checkpoint_to_resume
+
+        ckpt_path = checkpoint_to_resume(run_dir)
     try:
-        trainer.fit(module, datamodule=datamodule)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     except BaseException as err:
         retention.fail(err)
         raise
@@ -120,9 +128,17 @@ def main(cfg: DictConfig) -> float | None:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         if multirun:
-            return None  # one bad job must not stop the sweep; the summary lists it as failed
+            return float("nan")  # one bad job must not stop the sweep; the summary lists it as failed
         sys.exit(2)
-    return (result.get("metrics") or {}).get("forgetting")
+    return objective(result, float(cfg.objective.acc_floor))
+
+
+def objective(result: dict[str, Any], acc_floor: float) -> float:
+    """Forgetting, penalised below an accuracy floor; NaN (a failed trial, for Optuna) when undefined."""
+    metrics = result.get("metrics") or {}
+    if metrics.get("forgetting") is None:
+        return float("nan")
+    return metrics["forgetting"] + 10.0 * max(0.0, acc_floor - metrics["acc"])
 
 
 if __name__ == "__main__":

@@ -84,8 +84,8 @@ def plain_once(out_dir: Path) -> list[list[list[float]]]:
 
         initial, R = evaluate_all(), []
         for epoch, task in enumerate(dm.task_of_epoch):
-            generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-            loader = torch.utils.data.DataLoader(dm.train_sets[task], batch_size=cfg.batch_size, shuffle=True, generator=generator)
+            order = torch.randperm(len(dm.train_sets[task]), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
+            loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dm.train_sets[task], order.tolist()), batch_size=cfg.batch_size)
             for inputs, targets in loader:
                 loss = F.cross_entropy(net(inputs).flatten(0, 1), targets.flatten(), ignore_index=pad)
                 optimizer.zero_grad()

@@ -28,6 +28,23 @@ def epoch_schedule(epochs_per_task: int | Sequence[int], num_tasks: int) -> list
     return counts
 
 
+class EpochShuffle(torch.utils.data.Sampler[int]):
+    """A permutation that depends only on (seed, epoch), recomputed on every iter().
+
+    Lightning may iterate a loader more than once (e.g. when it restarts from a checkpoint); a
+    shared generator would then advance and give a resumed run other batches than an uninterrupted one.
+    """
+
+    def __init__(self, size: int, seed: int, epoch: int):
+        self.size, self.seed = size, seed * 100_003 + epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self):
+        return iter(torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed)).tolist())
+
+
 class TaskSequenceDataModule(pl.LightningDataModule):
     def __init__(
         self,
@@ -64,12 +81,16 @@ class TaskSequenceDataModule(pl.LightningDataModule):
         return self.task_of_epoch[min(self.trainer.current_epoch, self.total_epochs - 1)]
 
     def train_dataloader(self) -> DataLoader:
-        epoch = self.trainer.current_epoch
-        # The shuffle order depends on (seed, epoch) only, never on RNG state left by earlier work,
-        # so a job gives the same batches alone, inside a sweep, or resumed from a checkpoint.
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        # The batches depend on (seed, epoch) only, never on RNG state left by earlier work, so a job
+        # gives the same batches alone, inside a sweep, or resumed from a checkpoint. The loader's own
+        # generator only seeds workers; giving it one keeps iter() from drawing on the global RNG
+        # that dropout uses.
+        dataset = self.train_sets[self.current_task()]
         return DataLoader(
-            self.train_sets[self.current_task()], batch_size=self.batch_size, shuffle=True, generator=generator
+            dataset,
+            batch_size=self.batch_size,
+            sampler=EpochShuffle(len(dataset), self.seed, self.trainer.current_epoch),
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def eval_dataloaders(self) -> list[DataLoader]:

@@ -1,0 +1,61 @@
+"""Re-run a finished run from its saved config and check that it reproduces the same matrix.
+
+    python scripts/rerun.py RUN_DIR [key=value ...]
+
+RUN_DIR is any directory written by `nested_learning.train`, a single run or one job of a multirun.
+The new run goes to RUN_DIR/reruns/<time>; on the same machine, with no overrides, its accuracy
+matrix must equal the saved one exactly.
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from nested_learning.errors import UserError
+from nested_learning.results import load_results
+
+
+def saved_config_dir(run_dir: Path) -> Path:
+    config = run_dir / ".hydra" / "config.yaml"
+    if not config.is_file():
+        raise UserError(f"{run_dir}: not a run directory (no .hydra/config.yaml); give a directory written by nested_learning.train")
+    return config.parent
+
+
+def rerun_command(run_dir: Path, new_dir: Path, overrides: list[str], resume: bool = False) -> list[str]:
+    """The train command that replays run_dir's saved config (into new_dir, or into run_dir to resume)."""
+    command = [
+        sys.executable, "-m", "nested_learning.train",
+        "--config-path", str(saved_config_dir(run_dir).resolve()), "--config-name", "config",
+        f"hydra.run.dir={new_dir}",
+    ]
+    return command + (["resume=true"] if resume else []) + overrides
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", type=Path, help="a run directory (with .hydra/config.yaml and results.json)")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides applied on top of the saved config")
+    args = parser.parse_args(argv)
+    try:
+        saved = load_results(args.run_dir)
+        new_dir = args.run_dir / "reruns" / time.strftime("%Y-%m-%d_%H-%M-%S")
+        command = rerun_command(args.run_dir, new_dir, args.overrides)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"re-running {args.run_dir} into {new_dir}", flush=True)
+    if subprocess.run(command).returncode != 0:
+        print(f"error: the re-run failed; see {new_dir}", file=sys.stderr)
+        return 1
+    fresh = load_results(new_dir)
+    if fresh["accuracy_matrix"] == saved["accuracy_matrix"]:
+        print(f"identical: the accuracy matrix of {new_dir} equals the saved one")
+        return 0
+    print("DIFFERENT accuracy matrix:")
+    print(f"  saved:  {saved['accuracy_matrix']}")
+    print(f"  re-run: {fresh['accuracy_matrix']}")
+    return 0 if args.overrides else 1  # with overrides a different matrix is expected, not a failure

@@ -1,0 +1,45 @@
+"""Checkpoints for resuming a killed run exactly where its last finished epoch left it.
+
+`last.ckpt` is rewritten atomically at the end of every epoch, after the retention callback's
+evaluation (callbacks run in list order), so it holds the model, the optimizer, the epoch counter,
+the accuracy-matrix rows measured so far and the torch RNG state that dropout draws from. The data
+order depends only on (seed, epoch), so a resumed run repeats the interrupted epoch exactly.
+
+    python -m nested_learning.train --config-path $RUN/.hydra --config-name config hydra.run.dir=$RUN resume=true
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+from nested_learning.errors import UserError
+
+CHECKPOINT = Path("checkpoints") / "last.ckpt"
+
+
+def checkpoint_to_resume(run_dir: Path) -> Path:
+    path = Path(run_dir) / CHECKPOINT
+    if not path.is_file():
+        raise UserError(f"resume=true: no checkpoint at {path}; resume needs a run directory whose run finished at least one epoch")
+    return path
+
+
+class EpochCheckpoint(pl.Callback):
+    def __init__(self, run_dir: str | Path):
+        self.path = Path(run_dir) / CHECKPOINT
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_suffix(".partial")
+        trainer.save_checkpoint(partial)
+        os.replace(partial, self.path)  # a kill mid-save leaves the previous checkpoint intact
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"torch_rng": torch.get_rng_state()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        torch.set_rng_state(state_dict["torch_rng"])

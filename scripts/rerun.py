@@ -1,0 +1,9 @@
+"""Re-run a run from its saved config and report whether the accuracy matrix is identical.
+
+    python scripts/rerun.py RUN_DIR [key=value ...]
+"""
+import sys
+
+from nested_learning.rerun import main
+
+sys.exit(main())

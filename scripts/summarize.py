@@ -1,0 +1,39 @@
+"""Summarise a sweep: mean, std and 95% CI of ACC, BWT, FWT and forgetting over seeds.
+
+    python scripts/summarize.py SWEEP_DIR [--axes rates.fast rates.slow] [--reference transformer]
+
+Reads every job's results.json under SWEEP_DIR (a multirun directory), groups the runs that differ
+only by seed, prints the table and writes summary.csv, summary.md and, over two rate axes (given,
+or the first two rates that vary), summary_heatmap.png. With --reference MODEL it also reports each
+other model's difference to MODEL under the same settings, with its 95% CI (paired by seed when the
+seeds match). Failed or unfinished jobs are listed, never fatal. The same summary is written at the
+end of every multirun.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+from nested_learning.errors import UserError
+from nested_learning.report import make_console, print_comparison
+from nested_learning.summary import load_sweep, write_summary
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("sweep_dir", type=Path, help="a multirun directory (outputs/multiruns/<time>)")
+    parser.add_argument("--axes", nargs=2, metavar=("X", "Y"), help="two config keys for the heatmap, e.g. rates.fast rates.slow")
+    parser.add_argument("--reference", metavar="MODEL", help="model name to compare every other model against")
+    args = parser.parse_args()
+    try:
+        sweep = load_sweep(args.sweep_dir)
+        print_comparison(sweep.runs, sweep.failures, make_console())
+        written = write_summary(args.sweep_dir, sweep, tuple(args.axes) if args.axes else None, args.reference)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""Multiruns, launchers, reruns, resume and TensorBoard: the researcher's daily loop, end to end."""
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from .conftest import CONF, REPO, run_cli
+
+
+def compose_with_hydra(*overrides):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+
+
+def test_slurm_launcher_config_composes():
+    cfg = compose_with_hydra("hydra/launcher=slurm")
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
+    assert cfg.hydra.launcher.cpus_per_task == 2 and cfg.hydra.launcher.timeout_min == 60
+
+
+def test_optuna_search_config_composes():
+    cfg = compose_with_hydra("hparams_search=optuna_rates")
+    assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper")
+    assert cfg.hydra.sweeper.storage is None and cfg.hydra.sweeper.direction == "minimize"
+    assert set(cfg.hydra.sweeper.params) == {"rates.fast", "rates.medium", "rates.slow"}
+    assert cfg.objective.acc_floor == 0.5
+
+
+def test_rate_sweep_is_a_27_point_grid_with_seeds():
+    params = compose_with_hydra("experiment=rate_sweep").hydra.sweeper.params
+    assert [len(str(params[k]).split(",")) for k in ("rates.fast", "rates.medium", "rates.slow", "seed")] == [3, 3, 3, 3]
+
+
+def _matrix(run_dir):
+    return json.loads((run_dir / "results.json").read_text())["accuracy_matrix"]
+
+
+@pytest.mark.slow
+def test_no_state_leaks_between_jobs_with_either_launcher(tmp_path):
+    job = ["model=transformer", "epochs_per_task=2"]  # dropout: the most RNG-sensitive model
+    alone = run_cli(*job, "seed=1", f"hydra.run.dir={tmp_path / 'alone'}")
+    assert alone.returncode == 0, alone.stderr
+    for launcher in ("basic", "joblib"):
+        out = run_cli("-m", *job, "seed=0,1", f"hydra/launcher={launcher}", f"hydra.sweep.dir={tmp_path / launcher}")
+        assert out.returncode == 0, out.stderr
+        (second,) = (tmp_path / launcher).glob("1_*")
+        assert _matrix(second) == _matrix(tmp_path / "alone"), launcher
+
+
+@pytest.mark.slow
+def test_rerun_reproduces_the_matrix(tmp_path):
+    assert run_cli("model=hope", "epochs_per_task=2", f"hydra.run.dir={tmp_path / 'run'}").returncode == 0
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "rerun.py"), str(tmp_path / "run")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "identical: the accuracy matrix" in out.stdout
+    (new,) = (tmp_path / "run" / "reruns").iterdir()
+    assert _matrix(new) == _matrix(tmp_path / "run")
+
+
+def test_rerun_rejects_a_path_that_is_not_a_run(tmp_path):
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "rerun.py"), str(tmp_path)], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stderr.strip() == f"error: {tmp_path}: not a run directory (no results.json); give a directory written by nested_learning.train"
+
+
+@pytest.mark.slow
+def test_sigkill_in_second_task_then_resume_gives_the_same_matrix(tmp_path):
+    # Enough data that an epoch lasts a fraction of a second, so the kill lands inside task 2.
+    job = ["model=transformer", "epochs_per_task=[2,6]", "task.repeats=512", "batch_size=16", "logger=none"]
+    assert run_cli(*job, f"hydra.run.dir={tmp_path / 'whole'}").returncode == 0
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "nested_learning.train", *job, f"hydra.run.dir={killed}"], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        time.sleep(0.02)
+        try:
+            progress = json.loads((killed / "results.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if len(progress["curves"]) >= 5:  # before training + 4 epochs: two epochs into task 2 of 8 epochs
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    interrupted = json.loads((killed / "results.json").read_text())
+    assert interrupted["status"] == "running" and len(interrupted["accuracy_matrix"]) == 1
+    resumed = subprocess.run([sys.executable, str(REPO / "scripts" / "resume.py"), str(killed)], cwd=REPO, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    final, whole = json.loads((killed / "results.json").read_text()), json.loads((tmp_path / "whole" / "results.json").read_text())
+    assert final["status"] == "complete" and final["resumed"] == 1
+    assert final["accuracy_matrix"] == whole["accuracy_matrix"]
+    assert final["loss_matrix"] == whole["loss_matrix"]
+
+
+@pytest.mark.slow
+def test_tensorboard_has_curves_per_task_heatmap_and_hparams(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = run_cli("-m", "model=hope", "seed=0,1", "epochs_per_task=2", f"hydra.sweep.dir={tmp_path}")
+    assert out.returncode == 0, out.stderr
+    (job,) = tmp_path.glob("0_*")
+    assert job.name == "0_epochs_per_task=2,model=hope,seed=0"  # readable run names in TensorBoard
+    events = EventAccumulator(str(job / "tb")).Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"train/loss/Task_0", "train/loss/Task_1", "eval/acc/Task_0", "eval/acc/Task_1", "hp/forgetting"} <= scalars
+    assert len(events.Scalars("eval/acc/Task_0")) == 1 + 4  # before training + every epoch
+    assert "retention/accuracy_matrix" in events.Tags()["images"]
+    plugins = {tag for tag, content in events.summary_metadata.items() if content.plugin_data.plugin_name == "hparams"}
+    assert plugins, "no HParams summary"
+    assert (tmp_path / "summary.md").is_file()
