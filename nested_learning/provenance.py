@@ -23,6 +23,7 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+@lru_cache(maxsize=1)  # the checkout does not change under a running sweep
 def git_state(root: Path = REPO_ROOT) -> dict[str, str | bool | None]:
     def git(*args: str) -> str | None:
         try:
@@ -39,7 +40,7 @@ def git_state(root: Path = REPO_ROOT) -> dict[str, str | bool | None]:
 def collect() -> dict:
     return {
         "versions": dict(package_versions()),
-        "git": git_state(),
+        "git": dict(git_state()),
         "machine": {"platform": platform.platform(), "processor": platform.machine()},
         "argv": sys.argv,
     }

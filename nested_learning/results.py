@@ -12,15 +12,20 @@ from nested_learning.errors import UserError
 RESULTS_FILE = "results.json"
 
 
-def write_results(run_dir: Path, record: dict[str, Any]) -> Path:
-    """Write atomically: a reader (or a killed run) sees the old file or the new one, never half of one."""
+def write_results(run_dir: Path, record: dict[str, Any], durable: bool = True) -> Path:
+    """Write atomically: a reader (or a killed run) sees the old file or the new one, never half of one.
+
+    `durable` also flushes to disk before the rename, so the file survives a machine crash; it costs
+    ten times the write itself, so progress-only updates skip it (a killed process loses nothing).
+    """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".results.", suffix=".tmp", dir=run_dir)
     with os.fdopen(fd, "w") as handle:
         json.dump(record, handle, indent=2, default=str)
-        handle.flush()
-        os.fsync(handle.fileno())
+        if durable:
+            handle.flush()
+            os.fsync(handle.fileno())
     target = run_dir / RESULTS_FILE
     os.replace(tmp, target)
     return target

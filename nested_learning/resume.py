@@ -1,15 +1,18 @@
 """Checkpoints for resuming a killed run exactly where its last finished epoch left it.
 
-`last.ckpt` is rewritten atomically at the end of every epoch, after the retention callback's
-evaluation (callbacks run in list order), so it holds the model, the optimizer, the epoch counter,
-the accuracy-matrix rows measured so far and the torch RNG state that dropout draws from. The data
-order depends only on (seed, epoch), so a resumed run repeats the interrupted epoch exactly.
+`last.ckpt` is rewritten atomically at the end of every task and of any epoch that ends at least
+`every_seconds` after the previous save, after the retention callback's evaluation (callbacks run
+in list order). It holds the model, the optimizer, the epoch counter, the accuracy-matrix rows
+measured so far and the torch RNG state that dropout draws from. The data order depends only on
+(seed, epoch), so a resumed run repeats the epochs after its checkpoint exactly. Saving costs about
+as much as one epoch of a tiny model, hence the interval rather than every epoch.
 
     python -m nested_learning.train --config-path $RUN/.hydra --config-name config hydra.run.dir=$RUN resume=true
 """
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +32,16 @@ def checkpoint_to_resume(run_dir: Path) -> Path:
 
 
 class EpochCheckpoint(pl.Callback):
-    def __init__(self, run_dir: str | Path):
+    def __init__(self, run_dir: str | Path, every_seconds: float):
         self.path = Path(run_dir) / CHECKPOINT
+        self.every_seconds = every_seconds
+        self.last_save = time.monotonic()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        task_end = trainer.current_epoch in trainer.datamodule.last_epoch_of_task
+        if not task_end and time.monotonic() - self.last_save < self.every_seconds:
+            return
+        self.last_save = time.monotonic()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_suffix(".partial")
         trainer.save_checkpoint(partial)

@@ -117,7 +117,7 @@ class RetentionCallback(pl.Callback):
                 f"[bold]{self.result['model']}[/] finished {dm.task_names[i]} ({i + 1}/{len(dm.task_names)}, "
                 f"step {trainer.global_step}): accuracy on it {accs[i]:.3f}, mean over all tasks {sum(accs) / len(accs):.3f}"
             )
-        self.write()  # every evaluated epoch: results.json doubles as a progress record
+        self.write(durable=task_end)  # every evaluated epoch: results.json doubles as a progress record
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: ContinualLM) -> None:
         R = self.result["accuracy_matrix"]
@@ -149,5 +149,5 @@ class RetentionCallback(pl.Callback):
         self.result["error"] = f"{type(error).__name__}: {error}"
         self.write()
 
-    def write(self) -> Path:
-        return write_results(self.run_dir, self.result)
+    def write(self, durable: bool = True) -> Path:
+        return write_results(self.run_dir, self.result, durable)

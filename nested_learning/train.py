@@ -72,8 +72,9 @@ def build(cfg: DictConfig, run_dir: Path, record: dict[str, Any], print_table: b
         from nested_learning.task_boundary import ResetOptimizerAtTaskStart
 
         callbacks.append(ResetOptimizerAtTaskStart())
-    if cfg.checkpoint:
-        callbacks.append(EpochCheckpoint(run_dir))  # after the retention callback: saves the rows it just measured
+    if cfg.checkpoint_every_s is not None:
+        # after the retention callback, so a checkpoint holds the rows it just measured
+        callbacks.append(EpochCheckpoint(run_dir, float(cfg.checkpoint_every_s)))
     trainer = instantiate(cfg.trainer, max_epochs=datamodule.total_epochs, logger=logger, callbacks=callbacks)
     if logger:
         hparams = {"model": cfg.model.name, "seed": int(cfg.seed), "lr": float(cfg.optimizer.lr)}

@@ -21,23 +21,19 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 from omegaconf import open_dict
 
-from nested_learning import metrics as M
-from nested_learning.data.datamodule import TaskSequenceDataModule
-from nested_learning.lit_module import token_accuracy
+from bench_paths import CONF, REPO
 from nested_learning.train import run
+from plain_loop import train_and_evaluate
 
-REPO = Path(__file__).resolve().parent.parent
 MODELS = ("transformer", "hope")
 
 
 def seed_config(model: str):
     """Composed once, outside the timings: config composition is a one-off like the imports."""
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose(config_name="config", overrides=["experiment=seed", f"model={model}", "hydra.mode=RUN"])
 
 
@@ -55,48 +51,7 @@ def framework_once(out_dir: Path) -> list[list[list[float]]]:
 
 
 def plain_once(out_dir: Path) -> list[list[list[float]]]:
-    """The same training and evaluation written as a bare PyTorch loop (no Lightning, no Hydra app)."""
-    matrices = []
-    for model in MODELS:
-        cfg = CONFIGS[model]
-        budget = cfg.model_overrides[model]
-        torch.manual_seed(cfg.seed)
-        dm = TaskSequenceDataModule(instantiate(cfg.task, _convert_="all"), budget.epochs_per_task, cfg.batch_size, cfg.seed)
-        net_cfg = {k: v for k, v in cfg.model.items() if k != "name"}
-        net = instantiate(net_cfg, vocab_size=len(dm.vocab), max_len=dm.vocab.seq_len, _convert_="all")
-        optimizer = torch.optim.Adam(net.parameters(), lr=budget["optimizer.lr"])
-        pad = dm.vocab.pad_id
-
-        @torch.no_grad()
-        def evaluate_all() -> list[float]:
-            net.eval()
-            accs = []
-            for loader in dm.eval_dataloaders():
-                correct = counted = 0
-                for inputs, targets in loader:
-                    logits = net(inputs)
-                    F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=pad, reduction="sum")
-                    c, n = token_accuracy(logits, targets, pad, count_padding=False)
-                    correct, counted = correct + c, counted + n
-                accs.append(correct / counted)
-            net.train()
-            return accs
-
-        initial, R = evaluate_all(), []
-        for epoch, task in enumerate(dm.task_of_epoch):
-            order = torch.randperm(len(dm.train_sets[task]), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
-            loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dm.train_sets[task], order.tolist()), batch_size=cfg.batch_size)
-            for inputs, targets in loader:
-                loss = F.cross_entropy(net(inputs).flatten(0, 1), targets.flatten(), ignore_index=pad)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-            accs = evaluate_all()
-            if epoch in dm.last_epoch_of_task:
-                R.append(accs)
-        M.all_metrics(R, initial)
-        matrices.append(R)
-    return matrices
+    return [train_and_evaluate(CONFIGS[model]) for model in MODELS]
 
 
 def timed(fn, out_dir: Path) -> float:

@@ -82,7 +82,7 @@ def test_sigkill_in_second_task_then_resume_gives_the_same_matrix(tmp_path):
             progress = json.loads((killed / "results.json").read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        if len(progress["curves"]) >= 5:  # before training + 4 epochs: two epochs into task 2 of 8 epochs
+        if len(progress["curves"]) >= 5:  # before training + 4 epochs: two epochs into task 2 (of 6)
             break
     proc.send_signal(signal.SIGKILL)
     proc.wait()
