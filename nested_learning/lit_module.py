@@ -73,4 +73,9 @@ class ContinualLM(pl.LightningModule):
         return correct / max(counted, 1), loss_sum / max(loss_count, 1)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
+        # A net with its own update rule (e.g. CMS levels stepping at their own periods) builds its
+        # optimizer from the same factory; every other net gets one optimizer over all parameters.
+        configure = getattr(self.net, "configure_optimizer", None)
+        if callable(configure):
+            return configure(self.optimizer_factory)
         return self.optimizer_factory(self.parameters())

@@ -120,6 +120,10 @@ class RetentionCallback(pl.Callback):
         self.write(durable=task_end)  # every evaluated epoch: results.json doubles as a progress record
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: ContinualLM) -> None:
+        extra_results = getattr(pl_module.net, "extra_results", None)
+        if callable(extra_results):
+            self.result["model_state"] = extra_results()  # what the net reports about itself, e.g. CMS update counts
+            self.write(durable=False)  # a complete run rewrites it durably below
         R = self.result["accuracy_matrix"]
         if len(R) != len(self.result["tasks"]):
             return  # stopped early (e.g. max_steps): the partial rows are already on disk

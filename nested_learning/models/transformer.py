@@ -28,7 +28,10 @@ class TinyTransformerLM(nn.Module):
         dropout: float = 0.1,
         causal: bool = True,
         positional: bool = True,
+        block: nn.Module | None = None,
     ):
+        """`block`: the layer stacked n_layers times (hope_attention.py passes one whose MLP is CMS);
+        default the seed's post-LN encoder layer built from n_heads, d_ff and dropout."""
         super().__init__()
         if not causal:
             log.warning(
@@ -38,9 +41,10 @@ class TinyTransformerLM(nn.Module):
         self.causal = causal
         self.embed = nn.Embedding(vocab_size, d_model)
         self.position = nn.Embedding(max_len, d_model) if positional else None
-        block = nn.TransformerEncoderLayer(
-            d_model, n_heads, dim_feedforward=d_ff, dropout=dropout, batch_first=True, norm_first=False
-        )
+        if block is None:
+            block = nn.TransformerEncoderLayer(
+                d_model, n_heads, dim_feedforward=d_ff, dropout=dropout, batch_first=True, norm_first=False
+            )
         self.blocks = nn.TransformerEncoder(block, n_layers, enable_nested_tensor=False)
         self.head = nn.Linear(d_model, vocab_size)
 

@@ -1,0 +1,161 @@
+"""model=hope_nl: HOPE (§8.3, Eq. 94-97) at tiny scale: self-modifying Titans followed by CMS.
+
+Self-modifying Titans (Eq. 94-96, chunk-wise form Eq. 90), per head, for a token x_t:
+
+    o_t     = M_mem(q_t),  q_t = normalize(x_t W_q)                 the only fixed projection
+    k_t     = normalize(M_k(x_t)),  v_t = normalize(M_v(x_t))
+    eta_t   = eta_max sigmoid(M_eta(x_t) + b_eta),  alpha_t = sigmoid(M_alpha(x_t) + b_alpha)
+    vhat_t  = M_box(v_t)                                             each memory makes its own values (Eq. 95)
+    W_box,t = W_box,t-1 (alpha_t I - eta_t k_t k_t^T) - eta_t grad L(M_box,c; k_t, vhat_box,t)   (Eq. 96)
+    L(M; k, vhat) = 1/2 ||M(k) - vhat||^2,   so   grad_W = (M_c(k_t) - M_c(v_t)) k_t^T
+
+for box in {k, v, mem, eta, alpha}, W_box being memory box's weights (below). M_c is the memory at
+the start of t's chunk: every read above (o, k, v, eta, alpha, vhat) and every gradient uses it
+(Eq. 90; the paper's index C ceil(t/C) read as "the last state of the previous chunk", as its text
+says), so a chunk's reads and gradients are computed in parallel; only the decay term
+W_{t-1}(alpha I - eta k k^T) runs token by token. With chunk_size=1, M_c = M_{t-1}: the
+token-by-token form of Eq. 94-96. With momentum beta > 0 the gradient term goes through
+S_t = beta S_{t-1} - eta_t grad, W_t = W_{t-1}(alpha_t I - eta_t k k^T) + S_t.
+
+The memories are residual and linear, M(x) = x + W x, where the paper uses the 2-layer residual MLP
+M(x) = x + W1 s(W2 x) (Eq. 89): one matrix W per memory has the closed-form update of Eq. 93, and
+the five memories then share one recurrence, run as one stacked matrix (rows k | v | mem | eta | alpha).
+The residual matters: without it every self-generated value M(v) is proportional to M, the update
+only rescales M and the memory fades to zero along the sequence. The inner update (decay and
+gradient step) acts on W. The eta and alpha memories have one output row (a scalar per head, so no
+residual), squashed into a rate in (0, eta_max) and a retention gate in (0, 1) with learned biases.
+v is L2-normalised like q and k (the paper normalises only q and k): for a square memory the update
+is W <- W (alpha I - 2 eta k k^T + eta v k^T) + eta (v - k) k^T, whose factor has the eigenvalue
+alpha - 2 eta + eta k^T v along k; with v free, k^T v grows with W_v, which grows with v, and at
+initialisation, on unit-variance inputs, the state overflowed within ten tokens. With |v| = 1 the
+factor stays bounded.
+All of this happens in forward(), in eval mode too; the outer optimizer learns the initial states
+W_box,0, W_q, the biases, the convolution, the CMS levels, the embedding and the head.
+"""
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nested_learning.errors import UserError
+from nested_learning.models.cms import CMS
+from nested_learning.models.mixer_stack import CausalConv1d, MixerCMSLM, check_chunk, check_heads
+from nested_learning.models.titans import merge_heads, per_sample, split_heads
+
+MEMORY_NAMES = ("k", "v", "mem", "eta", "alpha")
+
+
+def dgd_step(
+    memory: torch.Tensor, key: torch.Tensor, eta: torch.Tensor, alpha: torch.Tensor, error: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Eq. 96 for one token, in the closed form of Eq. 93: W (alpha I - eta k k^T) - eta e k^T.
+
+    memory (N, R, d): the memories' weights W; key (N, d); eta and alpha (N,); error (N, R): e, so
+    that e k^T is the gradient of the L2 objective (None: the decay term alone, when the gradient
+    goes through momentum instead). Both rank-1 terms share k^T and are applied in one product.
+    """
+    rows = torch.bmm(memory, key.unsqueeze(-1)).squeeze(-1)  # W k, (N, R)
+    if error is not None:
+        rows = rows + error
+    return torch.baddbmm(per_sample(alpha, memory) * memory, (-eta[:, None] * rows).unsqueeze(-1), key.unsqueeze(1))
+
+
+class SelfModifyingTitans(nn.Module):
+    """Eq. 94-96 (chunk-wise, Eq. 90) as a token mixer: (B, T, D) -> (B, T, D)."""
+
+    def __init__(self, d_model: int, n_heads: int, chunk_size: int, conv_width: int, momentum: float, eta_max: float):
+        super().__init__()
+        d = check_heads(d_model, n_heads)
+        check_chunk(chunk_size)
+        if not 0.0 <= momentum < 1.0:
+            raise UserError(f"model.momentum={momentum}: must lie in [0, 1) (0 = no momentum)")
+        if not 0.0 < eta_max <= 1.0:
+            raise UserError(f"model.eta_max={eta_max}: must lie in (0, 1]")
+        self.n_heads, self.d_head, self.chunk_size = n_heads, d, chunk_size
+        self.momentum, self.eta_max = momentum, eta_max
+        self.conv = CausalConv1d(d_model, conv_width)
+        self.w_q = nn.Linear(d_model, d_model, bias=False)
+        # Initial states W_box,0 (per head), learned across sequences by the outer optimizer.
+        rows = {"k": d, "v": d, "mem": d, "eta": 1, "alpha": 1}
+        self.initial = nn.ParameterDict(
+            {n: nn.Parameter(0.1 * torch.randn(n_heads, rows[n], d) / math.sqrt(d)) for n in MEMORY_NAMES}
+        )
+        self.eta_bias = nn.Parameter(torch.zeros(n_heads))
+        self.alpha_bias = nn.Parameter(torch.full((n_heads,), 4.0))  # start remembering: alpha ~ 0.98
+
+    def initial_state(self, batch: int) -> torch.Tensor:
+        """The five memories' weights stacked by rows, (B H, R = 3d + 2, d)."""
+        stacked = torch.cat([self.initial[n] for n in MEMORY_NAMES], dim=1)  # (H, R, d)
+        return stacked.expand(batch, *stacked.shape).reshape(batch * self.n_heads, *stacked.shape[1:])
+
+    @staticmethod
+    def read(memory: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Every memory applied to z: (N, C, d) -> (N, C, R), with M(z) = z + W z for k, v and mem."""
+        return z @ memory.transpose(1, 2) + torch.cat([z, z, z, z.new_zeros(*z.shape[:-1], 2)], dim=-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, _ = x.shape
+        d = self.d_head
+        x = self.conv(x)
+        q = F.normalize(split_heads(self.w_q(x), self.n_heads), dim=-1)  # (N, T, d)
+        x = split_heads(x, self.n_heads)  # (N, T, d)
+        eta_bias, alpha_bias = self.eta_bias.repeat(B), self.alpha_bias.repeat(B)  # (N,), head-minor like N
+        memory = self.initial_state(B)  # (N, R, d)
+        surprise = torch.zeros_like(memory) if self.momentum else None
+        out = []
+        for start in range(0, T, self.chunk_size):
+            chunk = slice(start, min(start + self.chunk_size, T))
+            reads = self.read(memory, x[:, chunk])  # every memory reads x_t at the chunk's state, (N, C, R)
+            k = F.normalize(reads[..., :d], dim=-1)
+            v = F.normalize(reads[..., d : 2 * d], dim=-1)
+            eta = self.eta_max * torch.sigmoid(reads[..., 3 * d] + eta_bias[:, None])  # (N, C)
+            alpha = torch.sigmoid(reads[..., 3 * d + 1] + alpha_bias[:, None])  # (N, C)
+            q_c = q[:, chunk]
+            out.append(q_c + q_c @ memory[:, 2 * d : 3 * d].transpose(1, 2))  # o_t = M_mem,c(q_t), (N, C, d)
+            if chunk.stop == T:
+                break  # nothing reads the state after the last token
+            error = self.read(memory, k - v)  # M_box,c(k_t) - vhat_box,t with vhat = M_box,c(v_t), (N, C, R)
+            for i in range(k.shape[1]):
+                if surprise is None:
+                    memory = dgd_step(memory, k[:, i], eta[:, i], alpha[:, i], error[:, i])
+                else:  # S_t = beta S_{t-1} - eta_t e_t k_t^T
+                    grad_step = (-eta[:, i, None] * error[:, i]).unsqueeze(-1)
+                    surprise = torch.baddbmm(surprise, grad_step, k[:, i].unsqueeze(1), beta=self.momentum)
+                    memory = dgd_step(memory, k[:, i], eta[:, i], alpha[:, i]) + surprise
+        return merge_heads(torch.cat(out, dim=1), B)
+
+
+class HopeNLLM(MixerCMSLM):
+    """embedding -> n_layers x HOPE block [self-modifying Titans, CMS] (Eq. 94-97) -> head."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        max_len: int,
+        d_model: int = 64,
+        n_heads: int = 2,
+        chunk_size: int = 1,
+        conv_width: int = 4,
+        momentum: float = 0.0,
+        eta_max: float = 0.5,
+        d_ff: int = 128,
+        n_layers: int = 2,
+        periods: Sequence[int] = (1, 3, 6),
+        level_lrs: Sequence[float | None] | None = None,
+        cms_variant: str = "sequential",
+        dropout: float = 0.1,
+    ):
+        del max_len  # a recurrence needs no position table
+        super().__init__(
+            vocab_size,
+            d_model,
+            n_layers,
+            make_mixer=partial(SelfModifyingTitans, d_model, n_heads, chunk_size, conv_width, momentum, eta_max),
+            make_cms=partial(CMS, d_model, d_ff, periods, level_lrs, cms_variant, dropout),
+            dropout=dropout,
+        )

@@ -1,0 +1,90 @@
+"""The layer stack shared by the cms, titans and hope_nl models: a token mixer followed by CMS.
+
+    h = norm1(x + dropout(mixer(x)))      # mixer: causal conv | Titans memory | self-modifying Titans
+    y = norm2(CMS(h))                     # CMS carries its own residuals (cms.py)
+
+This is the post-LN layout of the seed Transformer's blocks (transformer.py) with attention replaced
+by the mixer and the feed-forward by CMS, so the models differ only in the part under study. HOPE
+(Eq. 94-97) is this block with the self-modifying Titans mixer.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from nested_learning.errors import UserError
+from nested_learning.models.cms import CMS, CMSNet
+
+
+class CausalConv1d(nn.Module):
+    """Depthwise convolution over time that sees tokens t-width+1..t only: (B, T, D) -> (B, T, D).
+
+    The short local convolution of Titans and HOPE (§8.3: "local convolutions with window size of 4").
+    """
+
+    def __init__(self, channels: int, width: int):
+        super().__init__()
+        if width < 1:
+            raise UserError(f"model.conv_width={width}: must be an integer >= 1 (1 = no mixing across tokens)")
+        self.width = width
+        self.conv = nn.Conv1d(channels, channels, width, groups=channels, padding=width - 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        T = x.shape[1]
+        return self.conv(x.transpose(1, 2))[..., :T].transpose(1, 2)  # left padding only: causal
+
+
+class MixerCMSBlock(nn.Module):
+    def __init__(self, d_model: int, mixer: nn.Module, cms: CMS, dropout: float):
+        super().__init__()
+        self.mixer, self.cms = mixer, cms
+        self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, D) -> (B, T, D)
+        h = self.norm1(x + self.dropout(self.mixer(x)))
+        return self.norm2(self.cms(h))
+
+
+class MixerCMSLM(CMSNet, nn.Module):
+    """embedding -> n_layers x MixerCMSBlock -> linear head; token ids (B, T) -> logits (B, T, V).
+
+    No position table: every mixer here is causal and order-aware by construction (a convolution or
+    a recurrence over the sequence).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        d_model: int,
+        n_layers: int,
+        make_mixer: Callable[[], nn.Module],
+        make_cms: Callable[[], CMS],
+        dropout: float,
+    ):
+        super().__init__()
+        if n_layers < 1:
+            raise UserError(f"model.n_layers={n_layers}: must be an integer >= 1")
+        self.embed = nn.Embedding(vocab_size, d_model)
+        self.blocks = nn.ModuleList(MixerCMSBlock(d_model, make_mixer(), make_cms(), dropout) for _ in range(n_layers))
+        self.head = nn.Linear(d_model, vocab_size)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        h = self.embed(tokens)  # (B, T, D)
+        for block in self.blocks:
+            h = block(h)
+        return self.head(h)  # (B, T, V)
+
+
+def check_heads(d_model: int, n_heads: int) -> int:
+    """Width of one head; the memories of the recurrent mixers are per head."""
+    if n_heads < 1 or d_model % n_heads:
+        raise UserError(f"model.n_heads={n_heads}: must be >= 1 and divide model.d_model={d_model}")
+    return d_model // n_heads
+
+
+def check_chunk(chunk_size: int) -> None:
+    if chunk_size < 1:
+        raise UserError(f"model.chunk_size={chunk_size}: must be an integer >= 1 (tokens per memory update chunk)")

@@ -1,0 +1,177 @@
+"""model=titans: layers of the Titans neural long-term memory (Titans, Behrouz et al. 2025, §3.1-3.2).
+
+Per head, with q_t, k_t (L2-normalised), v_t linear projections of the (convolved) input and
+data-dependent gates eta_t, theta_t, alpha_t in (0, 1), each a sigmoid of a linear map of x_t:
+
+    S_t = eta_t S_{t-1} - theta_t grad l(M_{t'}; x_t)        (Titans Eq. 13, momentum "surprise")
+    M_t = (1 - alpha_t) M_{t-1} + S_t                         (Titans Eq. 13-14, forget gate)
+    l(M; x_t) = 1/2 ||M(k_t) - v_t||^2,   y_t = M_t(q_t)      (Titans §3.1: the associative loss, retrieval)
+
+t' is the first token of t's chunk (Titans §3.2: gradients of a chunk are all taken at the state the
+chunk starts from, so they can be computed in parallel); with chunk_size=1, t' = t - 1 and this is
+the token-by-token recurrence. The update runs inside forward(), so the memory learns in context in
+eval mode exactly as in training; the outer optimizer learns the projections, the gates and the
+memory's initial state M_0. Gradients of l are written out by hand (no autograd inside forward),
+which keeps the inner loop working under torch.no_grad() and differentiable for the outer loop.
+"""
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nested_learning.errors import UserError
+from nested_learning.models.cms import CMS
+from nested_learning.models.mixer_stack import CausalConv1d, MixerCMSLM, check_chunk, check_heads
+
+State = list[torch.Tensor]  # a memory's weights, each (N, ...) with N = batch x heads
+
+
+def per_sample(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(N,) -> (N, 1, ..., 1), to scale each sample's weights."""
+    return value.view(-1, *([1] * (like.dim() - 1)))
+
+
+def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """(B, T, H d) -> (B H, T, d): heads become independent memories in the batch dimension."""
+    B, T, _ = x.shape
+    return x.view(B, T, n_heads, -1).transpose(1, 2).reshape(B * n_heads, T, -1)
+
+
+def merge_heads(x: torch.Tensor, batch: int) -> torch.Tensor:
+    """(B H, T, d) -> (B, T, H d)."""
+    N, T, d = x.shape
+    return x.view(batch, N // batch, T, d).transpose(1, 2).reshape(batch, T, -1)
+
+
+class LinearMemory(nn.Module):
+    """M(x) = W x with W (d, d) per head; `weight` is the learned initial state W_0."""
+
+    def __init__(self, n_heads: int, d: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(n_heads, d, d) / math.sqrt(d))
+
+    def initial_state(self, batch: int) -> State:
+        H, d, _ = self.weight.shape
+        return [self.weight.expand(batch, H, d, d).reshape(batch * H, d, d)]
+
+    @staticmethod
+    def read(state: State, x: torch.Tensor) -> torch.Tensor:  # x (N, C, d) -> (N, C, d)
+        return x @ state[0].transpose(1, 2)
+
+    @staticmethod
+    def grads(state: State, k: torch.Tensor, v: torch.Tensor) -> State:
+        """Per-token gradients of 1/2 ||W k - v||^2: (W k - v) k^T, (N, C, d, d)."""
+        error = LinearMemory.read(state, k) - v  # (N, C, d)
+        return [error.unsqueeze(-1) * k.unsqueeze(-2)]
+
+
+class MLPMemory(nn.Module):
+    """M(x) = x + W1 silu(W2 x), W1 (d, h), W2 (h, d) per head: Nested Learning's 2-layer residual memory
+    (Eq. 89); Titans' MLP memory has no residual."""
+
+    def __init__(self, n_heads: int, d: int, d_hidden: int):
+        super().__init__()
+        self.w1 = nn.Parameter(torch.randn(n_heads, d, d_hidden) / math.sqrt(d_hidden))
+        self.w2 = nn.Parameter(torch.randn(n_heads, d_hidden, d) / math.sqrt(d))
+
+    def initial_state(self, batch: int) -> State:
+        return [w.expand(batch, *w.shape).reshape(batch * w.shape[0], *w.shape[1:]) for w in (self.w1, self.w2)]
+
+    @staticmethod
+    def read(state: State, x: torch.Tensor) -> torch.Tensor:  # x (N, C, d) -> (N, C, d)
+        w1, w2 = state
+        return x + F.silu(x @ w2.transpose(1, 2)) @ w1.transpose(1, 2)
+
+    @staticmethod
+    def grads(state: State, k: torch.Tensor, v: torch.Tensor) -> State:
+        """Per-token gradients of 1/2 ||M(k) - v||^2 w.r.t. W1 (N, C, d, h) and W2 (N, C, h, d)."""
+        w1, w2 = state
+        z = k @ w2.transpose(1, 2)  # (N, C, h)
+        s = torch.sigmoid(z)
+        a = z * s  # silu(z)
+        error = k + a @ w1.transpose(1, 2) - v  # (N, C, d)
+        back = (error @ w1) * s * (1 + z * (1 - s))  # dl/dz: W1^T e times silu'(z), (N, C, h)
+        return [error.unsqueeze(-1) * a.unsqueeze(-2), back.unsqueeze(-1) * k.unsqueeze(-2)]
+
+
+MEMORIES = ("linear", "mlp")
+
+
+class NeuralMemory(nn.Module):
+    """Titans Eq. 13-14 with the loss and retrieval of Titans §3.1, as a token mixer: (B, T, D) -> (B, T, D)."""
+
+    def __init__(self, d_model: int, n_heads: int, memory: str, d_hidden: int, chunk_size: int, conv_width: int):
+        super().__init__()
+        d = check_heads(d_model, n_heads)
+        check_chunk(chunk_size)
+        if memory not in MEMORIES:
+            raise UserError(f"model.memory={memory}: choose one of {', '.join(MEMORIES)}")
+        if memory == "mlp" and d_hidden < 1:
+            raise UserError(f"model.d_hidden={d_hidden}: the mlp memory's hidden width must be an integer >= 1")
+        self.n_heads, self.chunk_size = n_heads, chunk_size
+        self.conv = CausalConv1d(d_model, conv_width)
+        self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
+        self.gates = nn.Linear(d_model, 3 * n_heads)  # per head: eta (surprise decay), theta (inner lr), alpha (forget)
+        with torch.no_grad():
+            # Start by remembering: alpha near 0.02 (forget little), eta and theta near 0.5.
+            self.gates.bias.view(3, n_heads).copy_(torch.tensor([[0.0], [0.0], [-4.0]]))
+        self.memory = LinearMemory(n_heads, d) if memory == "linear" else MLPMemory(n_heads, d, d_hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, _ = x.shape
+        x = self.conv(x)
+        q, k, v = (split_heads(t, self.n_heads) for t in self.qkv(x).chunk(3, dim=-1))  # (N, T, d)
+        q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
+        gates = torch.sigmoid(self.gates(x)).view(B, T, 3, self.n_heads).permute(2, 0, 3, 1).reshape(3, -1, T)
+        eta, theta, alpha = gates  # each (N, T)
+        state = self.memory.initial_state(B)
+        surprise = [torch.zeros_like(w) for w in state]
+        out = []
+        for start in range(0, T, self.chunk_size):
+            end = min(start + self.chunk_size, T)
+            grads = self.memory.grads(state, k[:, start:end], v[:, start:end])  # at the chunk's first state
+            for t in range(start, end):
+                grad_t = [g[:, t - start] for g in grads]
+                surprise = [
+                    torch.addcmul(per_sample(eta[:, t], s) * s, per_sample(-theta[:, t], g), g) for s, g in zip(surprise, grad_t)
+                ]
+                state = [torch.addcmul(s, per_sample(1 - alpha[:, t], w), w) for w, s in zip(state, surprise)]
+                out.append(self.memory.read(state, q[:, t : t + 1]))  # y_t = M_t(q_t)
+        return merge_heads(torch.cat(out, dim=1), B)
+
+
+class TitansLM(MixerCMSLM):
+    """embedding -> n_layers x [neural memory, MLP] -> head. The MLP is a CMS chain, by default one
+    level of period 1, i.e. an ordinary feed-forward trained every step (periods=[1,3,6] gives Titans+CMS)."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        max_len: int,
+        d_model: int = 64,
+        n_heads: int = 2,
+        memory: str = "linear",
+        d_hidden: int = 64,
+        chunk_size: int = 1,
+        conv_width: int = 4,
+        d_ff: int = 128,
+        n_layers: int = 2,
+        periods: Sequence[int] = (1,),
+        level_lrs: Sequence[float | None] | None = None,
+        cms_variant: str = "sequential",
+        dropout: float = 0.1,
+    ):
+        del max_len  # a recurrence needs no position table
+        super().__init__(
+            vocab_size,
+            d_model,
+            n_layers,
+            make_mixer=partial(NeuralMemory, d_model, n_heads, memory, d_hidden, chunk_size, conv_width),
+            make_cms=partial(CMS, d_model, d_ff, periods, level_lrs, cms_variant, dropout),
+            dropout=dropout,
+        )

@@ -1,0 +1,178 @@
+"""Titans (Titans Eq. 13-14) and HOPE's self-modifying Titans (Eq. 90, 94-96) against hand
+computations and independent token-by-token references; causality, in-context updates, outer gradients."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nested_learning.errors import UserError
+from nested_learning.models.cms_lm import CMSLM
+from nested_learning.models.hope_attention import HopeAttentionLM
+from nested_learning.models.hope_nl import MEMORY_NAMES, HopeNLLM, SelfModifyingTitans, dgd_step
+from nested_learning.models.titans import NeuralMemory, TitansLM, merge_heads, split_heads
+from nested_learning.results import load_results
+
+
+def test_one_delta_rule_step_matches_hand_computation():
+    W = torch.tensor([[[1.0, 2.0]]])  # one memory row, d = 2
+    k = torch.tensor([[0.6, 0.8]])  # unit norm
+    eta, alpha = torch.tensor([0.5]), torch.tensor([0.9])
+    # W k = 2.2; W (alpha I - eta k k^T) = [0.9, 1.8] - 0.5 * 2.2 * [0.6, 0.8] = [0.24, 0.92]
+    # target 1: grad of 1/2 ||W k - 1||^2 = (2.2 - 1) k^T = [0.72, 0.96]; minus eta grad = [-0.36, -0.48]
+    error = torch.tensor([[2.2 - 1.0]])
+    torch.testing.assert_close(dgd_step(W, k, eta, alpha, error), torch.tensor([[[-0.12, 0.44]]]))
+    torch.testing.assert_close(dgd_step(W, k, eta, alpha), torch.tensor([[[0.24, 0.92]]]))
+
+
+def _reference_hope(smt: SelfModifyingTitans, x: torch.Tensor) -> torch.Tensor:
+    """Eq. 94-96 literally, memory by memory and token by token, with the Eq. 90 chunk-start reads."""
+    B, T, D = x.shape
+    H, d, C = smt.n_heads, smt.d_head, smt.chunk_size
+    xc = smt.conv(x)
+    q = F.normalize(split_heads(smt.w_q(xc), H), dim=-1)
+    xs = split_heads(xc, H)
+    W = {n: smt.initial[n].repeat(B, 1, 1) for n in MEMORY_NAMES}  # (B H, rows, d)
+    S = {n: torch.zeros_like(w) for n, w in W.items()}
+
+    def M(name, weights, z):  # M(z) = z + W z for the square memories, W z for eta and alpha
+        return torch.einsum("nrd,nd->nr", weights, z) + (z if name in ("k", "v", "mem") else 0)
+
+    out = []
+    for t in range(T):
+        if t % C == 0:
+            start = {n: w.clone() for n, w in W.items()}
+        x_t = xs[:, t]
+        k = F.normalize(M("k", start["k"], x_t), dim=-1)
+        v = F.normalize(M("v", start["v"], x_t), dim=-1)
+        eta = smt.eta_max * torch.sigmoid(M("eta", start["eta"], x_t)[:, 0] + smt.eta_bias.repeat(B))
+        alpha = torch.sigmoid(M("alpha", start["alpha"], x_t)[:, 0] + smt.alpha_bias.repeat(B))
+        out.append(M("mem", start["mem"], q[:, t]))
+        decay = alpha[:, None, None] * torch.eye(d) - eta[:, None, None] * torch.einsum("ni,nj->nij", k, k)
+        for n in MEMORY_NAMES:
+            vhat = M(n, start[n], v)  # the memory's own value for v_t (Eq. 95)
+            grad = torch.einsum("nr,nd->nrd", M(n, start[n], k) - vhat, k)
+            S[n] = smt.momentum * S[n] - eta[:, None, None] * grad
+            W[n] = W[n] @ decay + S[n]
+    return merge_heads(torch.stack(out, dim=1), B)
+
+
+@pytest.mark.parametrize("chunk_size,momentum", [(1, 0.0), (1, 0.9), (3, 0.0), (3, 0.5)])
+def test_self_modifying_titans_matches_token_by_token_reference(chunk_size, momentum):
+    torch.manual_seed(0)
+    smt = SelfModifyingTitans(8, 2, chunk_size, 2, momentum, 0.5)
+    with torch.no_grad():
+        for p in smt.initial.values():
+            p.mul_(10)  # memories far from the identity, so every term of the update matters
+    x = torch.randn(3, 7, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(smt(x), _reference_hope(smt, x))
+
+
+def _reference_titans(layer: NeuralMemory, x: torch.Tensor) -> torch.Tensor:
+    """Titans Eq. 13-14 token by token, with the inner gradient from autograd at the chunk's first state."""
+    B, T, _ = x.shape
+    H, C = layer.n_heads, layer.chunk_size
+    xc = layer.conv(x)
+    q, k, v = (split_heads(t, H) for t in layer.qkv(xc).chunk(3, dim=-1))
+    q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
+    eta, theta, alpha = torch.sigmoid(layer.gates(xc)).view(B, T, 3, H).permute(2, 0, 3, 1).reshape(3, B * H, T)
+    state = layer.memory.initial_state(B)
+    surprise = [torch.zeros_like(w) for w in state]
+    out = []
+    for t in range(T):
+        if t % C == 0:
+            start = [w.detach().clone().requires_grad_() for w in state]
+        with torch.enable_grad():
+            loss = 0.5 * ((layer.memory.read(start, k[:, t : t + 1]) - v[:, t : t + 1]) ** 2).sum()
+            grads = torch.autograd.grad(loss, start)
+        shape = lambda a, w: a.view(-1, *([1] * (w.dim() - 1)))  # noqa: E731
+        surprise = [shape(eta[:, t], s) * s - shape(theta[:, t], g) * g for s, g in zip(surprise, grads)]
+        state = [shape(1 - alpha[:, t], w) * w + s for w, s in zip(state, surprise)]
+        out.append(layer.memory.read(state, q[:, t : t + 1]))
+    return merge_heads(torch.cat(out, dim=1), B)
+
+
+@pytest.mark.parametrize("memory", ["linear", "mlp"])
+@pytest.mark.parametrize("chunk_size", [1, 3])
+def test_titans_memory_matches_token_by_token_reference(memory, chunk_size):
+    torch.manual_seed(0)
+    layer = NeuralMemory(8, 2, memory, 6, chunk_size, 2)
+    x = torch.randn(3, 7, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), _reference_titans(layer, x))
+
+
+def test_gradients_reach_the_initial_states_of_every_memory():
+    torch.manual_seed(0)
+    tokens = torch.randint(0, 12, (4, 9))
+    hope = HopeNLLM(12, 9, d_model=16, n_heads=2, momentum=0.5, n_layers=1)
+    hope(tokens).logsumexp(-1).sum().backward()
+    smt = hope.blocks[0].mixer
+    outer = list(smt.initial.items()) + [("eta_bias", smt.eta_bias), ("alpha_bias", smt.alpha_bias), ("w_q", smt.w_q.weight)]
+    for name, p in outer:
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    for memory in ("linear", "mlp"):
+        titans = TitansLM(12, 9, d_model=16, n_heads=2, memory=memory, n_layers=1)
+        titans(tokens).logsumexp(-1).sum().backward()
+        for name, p in titans.blocks[0].mixer.memory.named_parameters():
+            assert p.grad is not None and p.grad.abs().sum() > 0, f"{memory} memory {name}"
+
+
+def _recurrent(model: str, **kwargs):
+    kw = dict(d_model=16, n_heads=2, n_layers=1, conv_width=1, dropout=0.0, **kwargs)
+    return HopeNLLM(12, 9, **kw) if model == "hope_nl" else TitansLM(12, 9, **kw)
+
+
+@pytest.mark.parametrize("model", ["titans", "hope_nl"])
+def test_memory_learns_in_context_in_eval_mode_as_in_training(model):
+    torch.manual_seed(0)
+    net = _recurrent(model)
+    tokens = torch.randint(1, 12, (2, 9))
+    changed = tokens.clone()
+    changed[:, 0] = tokens[:, 0] % 11 + 1
+    with torch.no_grad():
+        trained_mode = net.train()(tokens)
+        before, after = net.eval()(tokens), net(changed)
+    torch.testing.assert_close(before, trained_mode)  # no dropout: the same in-context updates in both modes
+    # Without convolution, only the memory carries token 0 to position 5.
+    assert not torch.allclose(before[:, 5], after[:, 5], atol=1e-6)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: CMSLM(12, 9, d_model=16, n_layers=2),
+    lambda: HopeAttentionLM(12, 9, d_model=16, n_layers=2),
+    lambda: TitansLM(12, 9, d_model=16, memory="mlp", chunk_size=4),
+    lambda: HopeNLLM(12, 9, d_model=16, chunk_size=4, momentum=0.5),
+], ids=["cms", "hope_attention", "titans", "hope_nl"])
+def test_earlier_logits_ignore_later_tokens(make):
+    torch.manual_seed(0)
+    net = make().eval()
+    tokens = torch.randint(1, 12, (2, 9))
+    changed = tokens.clone()
+    changed[:, 5] = tokens[:, 5] % 11 + 1
+    with torch.no_grad():
+        before, after = net(tokens), net(changed)
+    torch.testing.assert_close(before[:, :5], after[:, :5])
+    assert not torch.allclose(before[:, 5], after[:, 5])
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda: TitansLM(12, 9, memory="deep"), r"model.memory=deep: choose one of linear, mlp"),
+    (lambda: TitansLM(12, 9, chunk_size=0), r"model.chunk_size=0: must be an integer >= 1"),
+    (lambda: HopeNLLM(12, 9, n_heads=3), r"model.n_heads=3: must be >= 1 and divide model.d_model=64"),
+    (lambda: HopeNLLM(12, 9, momentum=1.0), r"model.momentum=1.0: must lie in \[0, 1\)"),
+    (lambda: HopeNLLM(12, 9, conv_width=0), r"model.conv_width=0: must be an integer >= 1"),
+])
+def test_bad_memory_options_name_the_field(make, message):
+    with pytest.raises(UserError, match=message):
+        make()
+
+
+@pytest.mark.parametrize("model,overrides,periods", [
+    ("titans", ["model.memory=mlp", "model.chunk_size=2"], [1]),
+    ("hope_nl", ["model.momentum=0.5"], [1, 3, 6]),
+])
+def test_memory_models_train_end_to_end(run_in_process, tmp_path, model, overrides, periods):
+    run_in_process(f"model={model}", "epochs_per_task=[1,2]", *overrides)  # 6 optimizer steps
+    saved = load_results(tmp_path / "run")
+    assert saved["status"] == "complete" and saved["metrics"]["acc"] is not None
+    assert [lv["updates"] for lv in saved["model_state"]["cms_levels"]] == [6 // p for p in periods]
