@@ -41,19 +41,27 @@ class ContinualLM(pl.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         inputs, targets = batch
-        loss = self.next_token_loss(self(inputs), targets)
-        task = self.trainer.datamodule.task_names[self.trainer.datamodule.current_task()]
-        if not torch.isfinite(loss):
+        logits = self(inputs)  # (B, T, V)
+        loss = self.next_token_loss(logits, targets)
+        data = self.trainer.datamodule
+        task = data.task_names[data.current_task()]
+        # The continual-learning strategy may add a term (EWC's penalty, LwF's distillation).
+        extra = data.strategy.loss_term(self, inputs, targets, logits)
+        total = loss if extra is None else loss + extra
+        if not torch.isfinite(total):
             lr = self.trainer.optimizers[0].param_groups[0]["lr"]
             raise NonFiniteLossError(
-                f"training loss is {loss.item()} at step {self.global_step} ({task}); "
+                f"training loss is {total.item()} at step {self.global_step} ({task}); "
                 f"lower optimizer.lr (now {lr}) or check the data"
             )
         if self.logger is not None:
             # Straight to the logger: Lightning's self.log bookkeeping cost more than a tiny model's step.
             value = loss.item()
-            self.logger.log_metrics({"train/loss": value, f"train/loss/{task}": value}, step=self.global_step)
-        return loss
+            values = {"train/loss": value, f"train/loss/{task}": value}
+            if extra is not None:
+                values["train/strategy_term"] = extra.item()
+            self.logger.log_metrics(values, step=self.global_step)
+        return total
 
     @torch.no_grad()
     def evaluate(self, loader: Iterable, count_padding: bool = False) -> tuple[float, float]:

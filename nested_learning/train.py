@@ -61,13 +61,18 @@ def build(cfg: DictConfig, run_dir: Path, record: dict[str, Any], print_table: b
         torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     sequence = instantiate(cfg.task, _convert_="all")
-    datamodule = TaskSequenceDataModule(sequence, cfg.epochs_per_task, int(cfg.batch_size), int(cfg.seed))
+    strategy_cfg = {k: v for k, v in cfg.strategy.items() if k != "name"}
+    strategy = instantiate(strategy_cfg, _convert_="all")
+    # Stated apart from `config` so a reader of results.json sees at once how the model was trained.
+    record["strategy"] = {"name": cfg.strategy.name, **{k: v for k, v in strategy_cfg.items() if k != "_target_"}}
+    datamodule = TaskSequenceDataModule(sequence, cfg.epochs_per_task, int(cfg.batch_size), int(cfg.seed), strategy)
     net_cfg = {k: v for k, v in cfg.model.items() if k != "name"}
     net = instantiate(net_cfg, vocab_size=len(datamodule.vocab), max_len=datamodule.vocab.seq_len, _convert_="all")
     module = ContinualLM(net, instantiate(cfg.optimizer), pad_id=datamodule.vocab.pad_id)
     retention = RetentionCallback(run_dir, record, cfg.eval.count_padding, cfg.eval.every_epoch, print_table)
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
-    callbacks: list[pl.Callback] = [retention]
+    # The strategy's end-of-task work (e.g. EWC's Fisher) runs before the checkpoint that must keep it.
+    callbacks: list[pl.Callback] = [retention, strategy]
     if cfg.reset_optimizer:
         from nested_learning.task_boundary import ResetOptimizerAtTaskStart
 
@@ -77,7 +82,7 @@ def build(cfg: DictConfig, run_dir: Path, record: dict[str, Any], print_table: b
         callbacks.append(EpochCheckpoint(run_dir, float(cfg.checkpoint_every_s)))
     trainer = instantiate(cfg.trainer, max_epochs=datamodule.total_epochs, logger=logger, callbacks=callbacks)
     if logger:
-        hparams = {"model": cfg.model.name, "seed": int(cfg.seed), "lr": float(cfg.optimizer.lr)}
+        hparams = {"model": cfg.model.name, "strategy": cfg.strategy.name, "seed": int(cfg.seed), "lr": float(cfg.optimizer.lr)}
         hparams.update({f"rates/{k}": float(v) for k, v in cfg.rates.items()})
         hparams["overrides"] = " ".join(record.get("overrides", []))
         logger.log_hyperparams(hparams, {f"hp/{m}": 0.0 for m in ("acc", "bwt", "fwt", "forgetting")})

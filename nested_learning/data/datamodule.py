@@ -11,11 +11,12 @@ from typing import Sequence
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from nested_learning.data.tasks import TaskSequence
 from nested_learning.data.vocab import Vocabulary
 from nested_learning.errors import UserError
+from nested_learning.strategies.base import Naive, Strategy
 
 
 def epoch_schedule(epochs_per_task: int | Sequence[int], num_tasks: int) -> list[int]:
@@ -52,7 +53,9 @@ class TaskSequenceDataModule(pl.LightningDataModule):
         epochs_per_task: int | Sequence[int],
         batch_size: int,
         seed: int,
+        strategy: Strategy | None = None,
     ):
+        """`strategy` chooses each epoch's training data (see strategies/base.py); naive by default."""
         super().__init__()
         if batch_size < 1:
             raise UserError(f"batch_size={batch_size}: must be an integer >= 1")
@@ -64,6 +67,7 @@ class TaskSequenceDataModule(pl.LightningDataModule):
         self.last_epoch_of_task = [e - 1 for e in itertools.accumulate(self.epochs)]
         self.batch_size = batch_size
         self.seed = seed
+        self.strategy = strategy or Naive()
         self.train_sets = [
             TensorDataset(*self.vocab.encode(task.train * sequence.repeats)) for task in sequence.tasks
         ]
@@ -81,15 +85,17 @@ class TaskSequenceDataModule(pl.LightningDataModule):
         return self.task_of_epoch[min(self.trainer.current_epoch, self.total_epochs - 1)]
 
     def train_dataloader(self) -> DataLoader:
-        # The batches depend on (seed, epoch) only, never on RNG state left by earlier work, so a job
-        # gives the same batches alone, inside a sweep, or resumed from a checkpoint. The loader's own
-        # generator only seeds workers; giving it one keeps iter() from drawing on the global RNG
-        # that dropout uses.
-        dataset = self.train_sets[self.current_task()]
+        return self.strategy.train_loader(self, self.current_task(), self.trainer.current_epoch)
+
+    def shuffled_loader(self, dataset: Dataset, epoch: int) -> DataLoader:
+        """Batches of `dataset` in an order that depends on (seed, epoch) only."""
+        # Never on RNG state left by earlier work, so a job gives the same batches alone, inside a
+        # sweep, or resumed from a checkpoint. The loader's own generator only seeds workers; giving
+        # it one keeps iter() from drawing on the global RNG that dropout uses.
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            sampler=EpochShuffle(len(dataset), self.seed, self.trainer.current_epoch),
+            sampler=EpochShuffle(len(dataset), self.seed, epoch),
             generator=torch.Generator().manual_seed(self.seed),
         )
 

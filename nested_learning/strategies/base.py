@@ -1,0 +1,50 @@
+"""What every strategy can change, and naive fine-tuning, which changes nothing.
+
+The framework consults the strategy at three points, so no model code knows about it:
+
+- `train_loader(data, task, epoch)`: the data module's training loader for one epoch
+  (joint: the union of the tasks so far; replay: the current task mixed with a buffer);
+- `loss_term(module, inputs, targets, logits)`: a term `ContinualLM.training_step` adds to the
+  next-token loss (EWC's quadratic penalty, LwF's distillation);
+- `on_task_end(trainer, module, task)`: after the last epoch of each task (EWC's Fisher, LwF's teacher).
+
+A strategy is also a Lightning callback (registered by `train.build` before the checkpoint callback),
+so what it accumulates travels in `last.ckpt` through `state_dict` and a resumed run continues with it.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+if TYPE_CHECKING:
+    from nested_learning.data.datamodule import TaskSequenceDataModule
+    from nested_learning.lit_module import ContinualLM
+
+
+class Strategy(pl.Callback):
+    """Default behaviour at every consultation point: the current task's data, no extra loss, nothing kept."""
+
+    def train_loader(self, data: TaskSequenceDataModule, task: int, epoch: int) -> DataLoader:
+        return data.shuffled_loader(data.train_sets[task], epoch)
+
+    def loss_term(
+        self, module: ContinualLM, inputs: torch.Tensor, targets: torch.Tensor, logits: torch.Tensor
+    ) -> torch.Tensor | None:
+        """A scalar added to the training loss, or None when there is nothing to add."""
+        return None
+
+    def on_task_end(self, trainer: pl.Trainer, module: ContinualLM, task: int) -> None:
+        """Called once after the last epoch of `task`, with the model as it finished that task."""
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: ContinualLM) -> None:
+        data: TaskSequenceDataModule = trainer.datamodule
+        epoch = trainer.current_epoch
+        if epoch in data.last_epoch_of_task:
+            self.on_task_end(trainer, pl_module, data.task_of_epoch[epoch])
+
+
+class Naive(Strategy):
+    """Fine-tune on each task in turn, nothing else: the lower bound every strategy is compared with."""
