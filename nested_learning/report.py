@@ -89,12 +89,10 @@ def print_result(result: dict[str, Any], console: Console | None = None) -> None
 
 
 def verdict(names: Sequence[str], forgetting: Sequence[float], spread_overlaps: bool = False) -> str:
-    """Which model retained more, by the forgetting metric (lower is better)."""
-    ranked = sorted(zip(forgetting, names))
-    (best_f, best), (second_f, _) = ranked[0], ranked[1]
+    """Which of two groups retained more, by the forgetting metric (lower is better)."""
+    (best_f, best), (second_f, second) = sorted(zip(forgetting, names))
     if abs(best_f - second_f) < 1e-12:
-        tied = [name for f, name in ranked if abs(f - best_f) < 1e-12]
-        return f"Tie: {', '.join(tied)} share the lowest forgetting ({best_f:+.3f})."
+        return f"Tie: {best} and {second} forget equally ({best_f:+.3f})."
     line = f"{best} retained more (lower forgetting: {best_f:+.3f} vs {second_f:+.3f})."
     if spread_overlaps:
         line += " The 95% confidence interval of the difference includes 0: not distinguishable at these seeds."
@@ -129,9 +127,11 @@ def print_comparison(runs: list[dict[str, Any]], failures: list[tuple[str, str]]
                 cells.append(f"{run['final_minus_first'][0]:+.3f}")
             side.add_row(*cells)
         console.print(side)
-        if len(table_of) >= 2 and table_of["forgetting_mean"].notna().all():
+        # A verdict only for a pair: with many groups, "the lowest of 35 means" reads as a finding when
+        # it is not one (no correction for multiple comparisons); summary.md has the differences.
+        if len(table_of) == 2 and table_of["forgetting_mean"].notna().all():
             overlaps = False
-            if not single and len(table_of) == 2:
+            if not single:
                 groups = list(table_of["group"])
                 members = [[r for r in runs if group_label(r) == g] for g in groups]
                 diff, low, high, how = difference_interval(members[0], members[1], "forgetting")
