@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 def accuracy_matrix_figure(R: Sequence[Sequence[float]], tasks: Sequence[str], title: str) -> plt.Figure:
     """Heatmap with evaluation tasks as rows and "after training task i" as columns (the seed's layout)."""
     shown = np.asarray(R, dtype=float).T  # (eval task j, after task i)
-    cell, left, right, bottom, top = 0.9, 1.3, 0.2, 1.0, 0.6  # inches: the figure grows with the tasks
+    cell, left, right, bottom, top = 0.9, 1.3, 0.2, 1.0, 0.4  # inches: the figure grows with the tasks
     n_cols, n_rows = shown.shape[1], shown.shape[0]
     width, height = left + right + cell * n_cols, bottom + top + cell * n_rows
     fig, ax = plt.subplots(figsize=(max(width, 3.2), height))
@@ -27,7 +27,8 @@ def accuracy_matrix_figure(R: Sequence[Sequence[float]], tasks: Sequence[str], t
     for j in range(n_rows):
         for i in range(n_cols):
             ax.text(i, j, f"{shown[j, i]:.2f}", ha="center", va="center", color="white" if shown[j, i] < 0.6 else "black")
-    ax.set_title(f"accuracy matrix\n{title}", fontsize=10)
+    ax.set_title(title, fontsize=10)
+    fig.set_dpi(72)  # rendered at the end of every run for TensorBoard: fewer pixels, a third less time
     return fig
 
 

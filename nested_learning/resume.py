@@ -38,7 +38,10 @@ class EpochCheckpoint(pl.Callback):
         self.last_save = time.monotonic()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        task_end = trainer.current_epoch in trainer.datamodule.last_epoch_of_task
+        epoch, dm = trainer.current_epoch, trainer.datamodule
+        if epoch == dm.total_epochs - 1:
+            return  # the run is complete: nothing left to resume
+        task_end = epoch in dm.last_epoch_of_task
         if not task_end and time.monotonic() - self.last_save < self.every_seconds:
             return
         self.last_save = time.monotonic()

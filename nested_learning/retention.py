@@ -117,7 +117,9 @@ class RetentionCallback(pl.Callback):
                 f"[bold]{self.result['model']}[/] finished {dm.task_names[i]} ({i + 1}/{len(dm.task_names)}, "
                 f"step {trainer.global_step}): accuracy on it {accs[i]:.3f}, mean over all tasks {sum(accs) / len(accs):.3f}"
             )
-        self.write(durable=task_end)  # every evaluated epoch: results.json doubles as a progress record
+        # Every evaluated epoch: results.json doubles as a progress record. A finished task's row is
+        # written durably, except the last one, which on_train_end writes durably with the metrics.
+        self.write(durable=task_end and epoch < dm.total_epochs - 1)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: ContinualLM) -> None:
         extra_results = getattr(pl_module.net, "extra_results", None)
@@ -143,7 +145,7 @@ class RetentionCallback(pl.Callback):
             experiment = getattr(logger, "experiment", None)
             if hasattr(experiment, "add_figure"):
                 figure = accuracy_matrix_figure(
-                    self.result["accuracy_matrix"], self.result["tasks"], f"{self.result['model']} (seed {self.result['seed']})"
+                    self.result["accuracy_matrix"], self.result["tasks"], f"R: {self.result['model']}, seed {self.result['seed']}"
                 )
                 experiment.add_figure("retention/accuracy_matrix", figure, global_step=trainer.global_step)
 
