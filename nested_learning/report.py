@@ -99,6 +99,9 @@ def verdict(names: Sequence[str], forgetting: Sequence[float], spread_overlaps: 
     return line
 
 
+MAX_TABLES = 4  # a comparison of a few runs shows each one's retention table; a search or grid does not
+
+
 def print_comparison(runs: list[dict[str, Any]], failures: list[tuple[str, str]], console: Console | None = None) -> None:
     """The end of a sweep: each single run's retention table, then the groups side by side."""
     from nested_learning.summary import aggregate, difference_interval, format_mean_ci, group_label, short_labels
@@ -109,7 +112,7 @@ def print_comparison(runs: list[dict[str, Any]], failures: list[tuple[str, str]]
     table_of = aggregate(runs) if runs else None
     labels = short_labels(list(table_of["group"])) if table_of is not None else {}
     single = table_of is not None and bool((table_of["n"] == 1).all())
-    if single:
+    if single and len(runs) <= MAX_TABLES:
         for run in runs:
             print_result(run, console)
     if table_of is not None:
