@@ -32,7 +32,8 @@ def rerun_command(run_dir: Path, new_dir: Path, overrides: list[str], resume: bo
         "--config-path", str(saved_config_dir(run_dir).resolve()), "--config-name", "config",
         f"hydra.run.dir={new_dir}",
     ]
-    return command + (["resume=true"] if resume else []) + overrides
+    # Explicit either way: a resumed run's saved config says resume=true.
+    return command + [f"resume={str(resume).lower()}"] + overrides
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,6 +21,9 @@ def write_results(run_dir: Path, record: dict[str, Any], durable: bool = True) -
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".results.", suffix=".tmp", dir=run_dir)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes it owner-only; others on a cluster must read results
     with os.fdopen(fd, "w") as handle:
         # Compact: an indent switches json to its pure-Python encoder, 3x slower, and this file is
         # rewritten after every epoch. Pretty-print with `python -m json.tool results.json`.

@@ -24,6 +24,16 @@ from nested_learning.errors import UserError
 CHECKPOINT = Path("checkpoints") / "last.ckpt"
 
 
+def interrupted_run(run_dir: Path) -> dict[str, Any]:
+    """The results record of the run to resume; a finished run has nothing to resume."""
+    from nested_learning.results import load_results
+
+    saved = load_results(run_dir)
+    if saved.get("status") == "complete":
+        raise UserError(f"resume=true: the run in {run_dir} is complete; use scripts/rerun.py to run it again")
+    return saved
+
+
 def checkpoint_to_resume(run_dir: Path) -> Path:
     path = Path(run_dir) / CHECKPOINT
     if not path.is_file():
@@ -39,6 +49,8 @@ class EpochCheckpoint(pl.Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         epoch, dm = trainer.current_epoch, trainer.datamodule
+        if not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            return  # cut short (max_steps, max_time): resuming from here would skip the rest of the epoch
         if epoch == dm.total_epochs - 1:
             return  # the run is complete: nothing left to resume
         task_end = epoch in dm.last_epoch_of_task

@@ -8,7 +8,6 @@ keeps the rows already measured.
 """
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +20,6 @@ from nested_learning.lit_module import ContinualLM
 from nested_learning.plots import accuracy_matrix_figure
 from nested_learning.report import make_console, print_result
 from nested_learning.results import write_results
-
-log = logging.getLogger(__name__)
 
 METRIC_DEFINITIONS = {
     "acc": "1/T sum_j R[T-1][j]",
@@ -102,6 +99,8 @@ class RetentionCallback(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: ContinualLM) -> None:
         dm: TaskSequenceDataModule = trainer.datamodule
         epoch = trainer.current_epoch
+        if not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            return  # cut short (max_steps, max_time): a partial epoch is no row of R and no curve point
         task_end = epoch in dm.last_epoch_of_task
         if not (task_end or self.every_epoch):
             return
@@ -125,10 +124,10 @@ class RetentionCallback(pl.Callback):
         extra_results = getattr(pl_module.net, "extra_results", None)
         if callable(extra_results):
             self.result["model_state"] = extra_results()  # what the net reports about itself, e.g. CMS update counts
-            self.write(durable=False)  # a complete run rewrites it durably below
         R = self.result["accuracy_matrix"]
         if len(R) != len(self.result["tasks"]):
-            return  # stopped early (e.g. max_steps): the partial rows are already on disk
+            self.write()  # stopped early (e.g. max_steps): status stays "running", with the rows measured
+            return
         self.result["metrics"] = M.all_metrics(R, self.result["initial_accuracy"])
         self.result["forgetting_per_task"] = M.forgetting_per_task(R)
         self.result["final_minus_first"] = M.final_minus_first(R)

@@ -30,16 +30,59 @@ from nested_learning.errors import UserError
 log = logging.getLogger("nested_learning")
 
 
+_MISSING = object()
+
+
 def apply_model_overrides(cfg: DictConfig) -> None:
-    """`model_overrides.<model name>` holds dotted keys to set for that model only (e.g. its seed budget)."""
-    specific = (cfg.get("model_overrides") or {}).get(cfg.model.name) or {}
+    """`model_overrides.<model name>` holds dotted keys to set for that model only (e.g. its seed budget).
+
+    Each key must already exist, so a misspelt one is an error rather than a setting that does nothing.
+    """
+    name = cfg.model.name
+    specific = (cfg.get("model_overrides") or {}).get(name) or {}
     with open_dict(cfg):
         for key, value in specific.items():
-            OmegaConf.update(cfg, key, value, merge=False)
+            if OmegaConf.select(cfg, key, default=_MISSING) is _MISSING:
+                raise UserError(f"model_overrides.{name}: {key!r} is not a config key; give dotted keys such as optimizer.lr")
+            OmegaConf.update(cfg, key, value, merge=True)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# Top-level settings whose type Hydra cannot check (they are plain YAML): key, test, what is allowed.
+CHECKS = (
+    ("seed", _is_int, "an integer"),
+    ("batch_size", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    ("epochs_per_task", lambda v: _is_int(v) or (isinstance(v, list) and all(_is_int(e) for e in v)),
+     "an integer or a list of integers, one per task"),
+    ("optimizer.lr", lambda v: _is_number(v) and v > 0, "a number > 0"),
+    ("threads", lambda v: v is None or (_is_int(v) and v >= 1), "null or an integer >= 1"),
+    ("checkpoint_every_s", lambda v: v is None or (_is_number(v) and v >= 0), "null or a number of seconds >= 0"),
+    ("eval.count_padding", lambda v: isinstance(v, bool), "true or false"),
+    ("eval.every_epoch", lambda v: isinstance(v, bool), "true or false"),
+    ("objective.acc_floor", _is_number, "a number"),
+)
+
+
+def validate(cfg: DictConfig) -> None:
+    for key, ok, allowed in CHECKS:
+        value = OmegaConf.select(cfg, key)
+        if OmegaConf.is_config(value):
+            value = OmegaConf.to_container(value)
+        if not ok(value):
+            raise UserError(f"{key}={value!r}: must be {allowed}")
 
 
 def quiet_lightning() -> None:
     """Keep the terminal for the retention tables: Lightning's banners and tiny-data hints add nothing here."""
+    import pytorch_lightning  # noqa: F401  (its import sets its loggers' levels: set ours after it)
+
     for name in ("pytorch_lightning", "pytorch_lightning.utilities.rank_zero", "lightning_fabric", "lightning.pytorch"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -83,7 +126,7 @@ def build(cfg: DictConfig, run_dir: Path, record: dict[str, Any], print_table: b
     trainer = instantiate(cfg.trainer, max_epochs=datamodule.total_epochs, logger=logger, callbacks=callbacks)
     if logger:
         hparams = {"model": cfg.model.name, "strategy": cfg.strategy.name, "seed": int(cfg.seed), "lr": float(cfg.optimizer.lr)}
-        hparams.update({f"rates/{k}": float(v) for k, v in cfg.rates.items()})
+        hparams.update({f"rates/{k}": v for k, v in cfg.rates.items()})
         hparams["overrides"] = " ".join(record.get("overrides", []))
         logger.log_hyperparams(hparams, {f"hp/{m}": 0.0 for m in ("acc", "bwt", "fwt", "forgetting")})
     return trainer, module, datamodule, retention
@@ -96,6 +139,14 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], print_table: bool 
     quiet_lightning()
     apply_model_overrides(cfg)
     OmegaConf.resolve(cfg)
+    validate(cfg)
+    ckpt_path = None
+    if cfg.resume:
+        from nested_learning.resume import checkpoint_to_resume, interrupted_run
+
+        # The run is the one that was interrupted: keep its overrides (and so its group in a sweep).
+        overrides = interrupted_run(run_dir).get("overrides", overrides)
+        ckpt_path = checkpoint_to_resume(run_dir)
     record = {
         "model": cfg.model.name,
         "seed": int(cfg.seed),
@@ -111,11 +162,6 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], print_table: bool 
         if isinstance(err.__cause__, UserError):
             raise err.__cause__ from None
         raise
-    ckpt_path = None
-    if cfg.resume:
-        from nested_learning.resume import checkpoint_to_resume
-
-        ckpt_path = checkpoint_to_resume(run_dir)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     except BaseException as err:
@@ -136,6 +182,12 @@ def main(cfg: DictConfig) -> float | None:
         if multirun:
             return float("nan")  # one bad job must not stop the sweep; the summary lists it as failed
         sys.exit(2)
+    except Exception:
+        if not multirun:
+            raise
+        # Any other failure of one job: its results.json says "failed"; the sweep and its summary go on.
+        log.exception("job %s failed", run_dir.name)
+        return float("nan")
     return objective(result, float(cfg.objective.acc_floor))
 
 

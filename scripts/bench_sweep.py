@@ -38,7 +38,7 @@ def main() -> None:
         print("timing the basic launcher ...", flush=True)
         basic = timed([*train, f"paths.output_root={tmp}/basic"])
         print("timing the joblib launcher ...", flush=True)
-        joblib = timed([*train, "hydra/launcher=joblib", f"paths.output_root={tmp}/joblib"])
+        joblib = timed([*train, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"paths.output_root={tmp}/joblib"])
     print(f"\n81 trainings of experiment=rate_sweep, whole commands, imports included:")
     print(f"  plain PyTorch loop, one process: {plain:6.1f} s")
     print(f"  basic launcher:                  {basic:6.1f} s   {basic / plain:.2f}x plain   (target <= 1.3x)")

@@ -82,3 +82,46 @@ def test_readme_main_command_runs(tmp_path):
     jobs = sorted(tmp_path.glob("multiruns/*/*/results.json"))
     assert len(jobs) == 2
     assert (REPO / "README.md").read_text().count("make seed") >= 1
+
+
+@pytest.mark.parametrize("override,message", [
+    ("seed=abc", "seed='abc': must be an integer"),
+    ("batch_size=1.5", "batch_size=1.5: must be an integer >= 1"),
+    ("epochs_per_task=2.5", "epochs_per_task=2.5: must be an integer or a list of integers, one per task"),
+    ("optimizer.lr=-1", "optimizer.lr=-1: must be a number > 0"),
+    ("eval.count_padding=maybe", "eval.count_padding='maybe': must be true or false"),
+    ("+model_overrides.hope.epochs_per_tsk=5", "model_overrides.hope: 'epochs_per_tsk' is not a config key"),
+])
+def test_bad_values_are_named_before_training(run_in_process, override, message):
+    from nested_learning.errors import UserError
+
+    with pytest.raises(UserError) as err:
+        run_in_process(override)
+    assert str(err.value).startswith(message)
+
+
+def test_a_run_cut_mid_epoch_is_not_complete(run_in_process, tmp_path):
+    # 3 epochs x 2 steps per task: step 7 stops inside the first epoch of Task_1.
+    result = run_in_process("+trainer.max_steps=7")
+    assert result["status"] == "running" and result["metrics"] is None
+    assert len(result["accuracy_matrix"]) == 1  # Task_0 only: the cut epoch is no row
+    assert [c["epoch"] for c in result["curves"]] == [-1, 0, 1, 2]
+    assert load_results(tmp_path / "run")["status"] == "running"
+
+
+def test_a_complete_run_is_not_resumed(run_in_process):
+    from nested_learning.errors import UserError
+
+    run_in_process("epochs_per_task=1")
+    with pytest.raises(UserError, match="is complete; use scripts/rerun.py"):
+        run_in_process("epochs_per_task=1", "resume=true")
+
+
+def test_results_are_readable_by_others(run_in_process, tmp_path):
+    import os
+    import stat
+
+    run_in_process("epochs_per_task=1")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "run" / "results.json").stat().st_mode) == 0o666 & ~umask

@@ -101,4 +101,5 @@ class TaskSequenceDataModule(pl.LightningDataModule):
 
     def eval_dataloaders(self) -> list[DataLoader]:
         """One loader per task, in sequence order, over that task's evaluation sentences."""
-        return [DataLoader(ds, batch_size=max(self.batch_size, len(ds))) for ds in self.eval_sets]
+        # One batch per task where it fits (evaluation is every epoch), bounded for large user tasks.
+        return [DataLoader(ds, batch_size=max(self.batch_size, min(len(ds), 1024))) for ds in self.eval_sets]
