@@ -65,6 +65,24 @@ def test_saved_state_resumes_mid_chunk_exactly():
     assert not torch.equal(w2, make())
 
 
+def test_report_reads_the_learning_rates_in_force_after_a_load():
+    w1, w2 = nn.Parameter(torch.ones(2)), nn.Parameter(torch.ones(2))
+    first = MultiFrequencyOptimizer(partial(torch.optim.SGD, lr=0.5), [], [Level([w1], period=2, lr=0.1)])
+    second = MultiFrequencyOptimizer(partial(torch.optim.SGD, lr=0.5), [], [Level([w2], period=2, lr=0.2)])
+    second.load_state_dict(first.state_dict())  # replaces the inner optimizer's group dicts, lr included
+    assert second.report() == [{"level": 1, "period": 2, "lr": 0.1, "updates": 0}]
+    second.param_groups[-1]["lr"] = 0.3
+    assert second.report()[0]["lr"] == 0.3
+
+
+def test_loading_state_saved_with_other_periods_fails_clearly():
+    w1, w2 = nn.Parameter(torch.ones(2)), nn.Parameter(torch.ones(2))
+    first = MultiFrequencyOptimizer(partial(torch.optim.SGD, lr=0.5), [], [Level([w1], period=3)])
+    second = MultiFrequencyOptimizer(partial(torch.optim.SGD, lr=0.5), [], [Level([w2], period=4)])
+    with pytest.raises(ValueError, match=r"saved state has level periods \[3\] but this optimizer has \[4\]"):
+        second.load_state_dict(first.state_dict())
+
+
 class _Recorder(pl.Callback):
     """Each CMS level's parameters before training and after every optimizer step."""
 
@@ -159,6 +177,19 @@ def test_independent_levels_are_a_learned_convex_combination():
     h = torch.randn(2, 3, 8)
     w = torch.softmax(torch.tensor([0.0, 1.0]), 0)
     torch.testing.assert_close(cms(h), h + w[0] * cms.levels[0](h) + w[1] * cms.levels[1](h))
+    # w is trained every optimizer step, whatever the levels' periods: it gets a gradient and moves each step.
+    net = CMSLM(vocab_size=12, max_len=6, d_model=16, d_ff=16, n_layers=2, periods=[2, 4], cms_variant="independent")
+    opt = net.configure_optimizer(partial(torch.optim.Adam, lr=1e-2))
+    mixers = [m.mix_logits for m in net.modules() if isinstance(m, CMS)]
+    assert len(mixers) == 2
+    tokens = torch.randint(1, 12, (4, 7))
+    for step in range(1, 5):
+        before = [w.detach().clone() for w in mixers]
+        opt.zero_grad()
+        nn.functional.cross_entropy(net(tokens[:, :-1]).flatten(0, 1), tokens[:, 1:].flatten()).backward()
+        assert all(w.grad is not None and w.grad.abs().sum() > 0 for w in mixers), f"step {step}"
+        opt.step()
+        assert all(not torch.equal(a, w) for a, w in zip(before, mixers)), f"step {step}"
 
 
 @pytest.mark.parametrize("kwargs,message", [

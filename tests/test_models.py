@@ -1,12 +1,16 @@
-"""The seed HOPE cell against a hand-computed step; the Transformer's causality."""
+"""The seed HOPE cell against a hand-computed step; every model's causality; the Transformer's layers."""
 import math
 
 import pytest
 import torch
+from hydra.utils import instantiate
 
 from nested_learning.errors import UserError
+from nested_learning.models.hope_attention import HopeAttentionLM
 from nested_learning.models.seed_hope import SeedHopeCell, SeedHopeLM
 from nested_learning.models.transformer import TinyTransformerLM
+
+from .conftest import CONF, compose_config
 
 
 def _cell(margin: float) -> SeedHopeCell:
@@ -66,21 +70,65 @@ def test_unordered_rates_warn_but_run(caplog):
     assert "not ordered" in caplog.text
 
 
-def _earlier_logits_move(causal: bool) -> bool:
+MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
+# Variants whose causality depends on more than the defaults: chunked memories update from a whole
+# chunk at once, so a read inside a chunk must not see the chunk's later tokens.
+VARIANTS = [
+    ("rnn", ["model.cell=lstm"]),
+    ("titans", ["model.memory=mlp", "model.chunk_size=4"]),
+    ("hope_nl", ["model.chunk_size=4", "model.momentum=0.5"]),
+]
+
+
+def _logits_before_and_after_changing_token_5(*overrides: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The net of a composed config (as test_configs builds it), in eval mode, on tokens and on the
+    same tokens with position 5 changed."""
     torch.manual_seed(0)
-    net = TinyTransformerLM(vocab_size=20, max_len=8, causal=causal, positional=causal).eval()
-    tokens = torch.randint(2, 20, (1, 8))
+    cfg = compose_config(*overrides)
+    net = instantiate({k: v for k, v in cfg.model.items() if k != "name"}, vocab_size=12, max_len=9, _convert_="all")
+    tokens = torch.randint(1, 12, (2, 9))
     changed = tokens.clone()
-    changed[0, 5] = (tokens[0, 5] + 1 - 2) % 18 + 2
+    changed[:, 5] = tokens[:, 5] % 11 + 1
     with torch.no_grad():
-        before, after = net(tokens), net(changed)
-    return not torch.allclose(before[:, :5], after[:, :5], atol=1e-6)
+        return net.eval()(tokens), net(changed)
 
 
-def test_causal_transformer_earlier_logits_ignore_later_tokens():
-    assert not _earlier_logits_move(causal=True)
+@pytest.mark.parametrize("model,overrides", [(m, []) for m in MODELS] + VARIANTS,
+                         ids=MODELS + [f"{m}-{'-'.join(o)}" for m, o in VARIANTS])
+def test_earlier_logits_ignore_later_tokens(model, overrides):
+    before, after = _logits_before_and_after_changing_token_5(f"model={model}", *overrides)
+    assert before.shape == (2, 9, 12)
+    torch.testing.assert_close(before[:, :5], after[:, :5])  # a position never sees later tokens
+    assert not torch.allclose(before[:, 5], after[:, 5])  # ...but does see its own
 
 
 def test_seed_transformer_leaks_future_tokens(caplog):
-    assert _earlier_logits_move(causal=False)
+    before, after = _logits_before_and_after_changing_token_5("model=transformer", "model.causal=false")
+    assert not torch.allclose(before[:, :5], after[:, :5], atol=1e-6)
     assert "each position can see the next token" in caplog.text
+
+
+@pytest.mark.parametrize("make", [
+    lambda: TinyTransformerLM(vocab_size=12, max_len=9, d_model=16, n_layers=3),
+    lambda: HopeAttentionLM(vocab_size=12, max_len=9, d_model=16, n_layers=3),
+], ids=["transformer", "hope_attention"])
+def test_each_layer_starts_with_its_own_weights(make):
+    torch.manual_seed(0)
+    layers = make().blocks.layers
+    assert len(layers) == 3
+    for name, first in layers[0].named_parameters():
+        if first.dim() < 2:
+            continue  # LayerNorm weights and zero-initialised biases start equal by design
+        others = [dict(layer.named_parameters())[name] for layer in layers[1:]]
+        assert all(not torch.equal(first, other) for other in others), name
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda: TinyTransformerLM(12, 9, d_model=16, n_heads=3), r"model.n_heads=3: must be >= 1 and divide model.d_model=16"),
+    (lambda: TinyTransformerLM(12, 9, n_layers=0), r"model.n_layers=0: must be an integer >= 1"),
+    (lambda: HopeAttentionLM(12, 9, d_model=16, n_heads=5), r"model.n_heads=5: must be >= 1 and divide model.d_model=16"),
+    (lambda: HopeAttentionLM(12, 9, n_layers=0), r"model.n_layers=0: must be an integer >= 1"),
+])
+def test_bad_transformer_options_name_the_field(make, message):
+    with pytest.raises(UserError, match=message):
+        make()

@@ -7,15 +7,11 @@ from nested_learning.models.rnn import RecurrentLM
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
-def test_rnn_maps_tokens_to_logits_and_is_causal(cell):
+def test_rnn_maps_tokens_to_logits(cell):  # causality: test_models.py::test_earlier_logits_ignore_later_tokens
     torch.manual_seed(0)
     net = RecurrentLM(vocab_size=11, max_len=7, cell=cell).eval()
     tokens = torch.randint(0, 11, (3, 7))  # (B, T)
-    logits = net(tokens)
-    assert logits.shape == (3, 7, 11)
-    changed = tokens.clone()
-    changed[:, 4:] = (changed[:, 4:] + 1) % 11
-    torch.testing.assert_close(net(changed)[:, :4], logits[:, :4])  # a position never sees later tokens
+    assert net(tokens).shape == (3, 7, 11)
     assert net.rnn.hidden_size == 96  # the seed HOPE cell's width
 
 

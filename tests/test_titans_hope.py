@@ -1,12 +1,10 @@
 """Titans (Titans Eq. 13-14) and HOPE's self-modifying Titans (Eq. 90, 94-96) against hand
-computations and independent token-by-token references; causality, in-context updates, outer gradients."""
+computations and independent token-by-token references; in-context updates, outer gradients."""
 import pytest
 import torch
 import torch.nn.functional as F
 
 from nested_learning.errors import UserError
-from nested_learning.models.cms_lm import CMSLM
-from nested_learning.models.hope_attention import HopeAttentionLM
 from nested_learning.models.hope_nl import MEMORY_NAMES, HopeNLLM, SelfModifyingTitans, dgd_step
 from nested_learning.models.titans import NeuralMemory, TitansLM, merge_heads, split_heads
 from nested_learning.results import load_results
@@ -123,7 +121,7 @@ def _recurrent(model: str, **kwargs):
 
 
 @pytest.mark.parametrize("model", ["titans", "hope_nl"])
-def test_memory_learns_in_context_in_eval_mode_as_in_training(model):
+def test_memory_carries_context_in_eval_mode(model):
     torch.manual_seed(0)
     net = _recurrent(model)
     tokens = torch.randint(1, 12, (2, 9))
@@ -135,24 +133,6 @@ def test_memory_learns_in_context_in_eval_mode_as_in_training(model):
     torch.testing.assert_close(before, trained_mode)  # no dropout: the same in-context updates in both modes
     # Without convolution, only the memory carries token 0 to position 5.
     assert not torch.allclose(before[:, 5], after[:, 5], atol=1e-6)
-
-
-@pytest.mark.parametrize("make", [
-    lambda: CMSLM(12, 9, d_model=16, n_layers=2),
-    lambda: HopeAttentionLM(12, 9, d_model=16, n_layers=2),
-    lambda: TitansLM(12, 9, d_model=16, memory="mlp", chunk_size=4),
-    lambda: HopeNLLM(12, 9, d_model=16, chunk_size=4, momentum=0.5),
-], ids=["cms", "hope_attention", "titans", "hope_nl"])
-def test_earlier_logits_ignore_later_tokens(make):
-    torch.manual_seed(0)
-    net = make().eval()
-    tokens = torch.randint(1, 12, (2, 9))
-    changed = tokens.clone()
-    changed[:, 5] = tokens[:, 5] % 11 + 1
-    with torch.no_grad():
-        before, after = net(tokens), net(changed)
-    torch.testing.assert_close(before[:, :5], after[:, :5])
-    assert not torch.allclose(before[:, 5], after[:, 5])
 
 
 @pytest.mark.parametrize("make,message", [

@@ -2,7 +2,9 @@
 
 The convolution only lets a position see the few tokens before it; everything the model stores
 across training lives in the CMS levels, whose parameters update at their own periods. With
-periods=[1] it is an ordinary conv + MLP network trained every step: the control for CMS.
+periods=[1,1,1] it is the same network as the default three levels, trained every step: the matched
+control for the update rule. periods=[1] is the one-level case (one MLP per layer, Transformer-like),
+a smaller network, not the same one.
 """
 from __future__ import annotations
 

@@ -61,8 +61,10 @@ class HopeAttentionLM(CMSNet, TinyTransformerLM):
         level_lrs: Sequence[float | None] | None = None,
         cms_variant: str = "sequential",
     ):
-        cms = CMS(d_model, d_ff, periods, level_lrs, cms_variant, dropout)
-        block = HopeAttentionBlock(d_model, n_heads, dropout, cms)
+        def make_block() -> HopeAttentionBlock:
+            cms = CMS(d_model, d_ff, periods, level_lrs, cms_variant, dropout)
+            return HopeAttentionBlock(d_model, n_heads, dropout, cms)
+
         super().__init__(
-            vocab_size, max_len, d_model, n_heads, d_ff, n_layers, dropout, causal, positional, block=block
+            vocab_size, max_len, d_model, n_heads, d_ff, n_layers, dropout, causal, positional, make_block=make_block
         )

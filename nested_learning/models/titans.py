@@ -3,13 +3,14 @@
 Per head, with q_t, k_t (L2-normalised), v_t linear projections of the (convolved) input and
 data-dependent gates eta_t, theta_t, alpha_t in (0, 1), each a sigmoid of a linear map of x_t:
 
-    S_t = eta_t S_{t-1} - theta_t grad l(M_{t'}; x_t)        (Titans Eq. 13, momentum "surprise")
+    S_t = eta_t S_{t-1} - theta_t grad l(M_{c(t)}; x_t)      (Titans Eq. 13, momentum "surprise")
     M_t = (1 - alpha_t) M_{t-1} + S_t                         (Titans Eq. 13-14, forget gate)
     l(M; x_t) = 1/2 ||M(k_t) - v_t||^2,   y_t = M_t(q_t)      (Titans §3.1: the associative loss, retrieval)
 
-t' is the first token of t's chunk (Titans §3.2: gradients of a chunk are all taken at the state the
-chunk starts from, so they can be computed in parallel); with chunk_size=1, t' = t - 1 and this is
-the token-by-token recurrence. The update runs inside forward(), so the memory learns in context in
+M_{c(t)} is the memory state before t's chunk: with tokens numbered from 1, c(t) = s - 1 for s the
+first token of t's chunk, so the first chunk uses M_0 (Titans §3.2: gradients of a chunk are all taken
+at the state the chunk starts from, so they can be computed in parallel). With chunk_size=1,
+c(t) = t - 1, the gradient is taken at M_{t-1}, and this is the token-by-token recurrence. The update runs inside forward(), so the memory learns in context in
 eval mode exactly as in training; the outer optimizer learns the projections, the gates and the
 memory's initial state M_0. Gradients of l are written out by hand (no autograd inside forward),
 which keeps the inner loop working under torch.no_grad() and differentiable for the outer loop.
@@ -134,7 +135,7 @@ class NeuralMemory(nn.Module):
         out = []
         for start in range(0, T, self.chunk_size):
             end = min(start + self.chunk_size, T)
-            grads = self.memory.grads(state, k[:, start:end], v[:, start:end])  # at the chunk's first state
+            grads = self.memory.grads(state, k[:, start:end], v[:, start:end])  # at the state before the chunk
             for t in range(start, end):
                 grad_t = [g[:, t - start] for g in grads]
                 surprise = [

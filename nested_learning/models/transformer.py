@@ -9,9 +9,13 @@ measures copying, not prediction. Here the mask and learned positional embedding
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 import torch
 from torch import nn
+
+from nested_learning.errors import UserError
+from nested_learning.models.mixer_stack import check_heads
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +32,15 @@ class TinyTransformerLM(nn.Module):
         dropout: float = 0.1,
         causal: bool = True,
         positional: bool = True,
-        block: nn.Module | None = None,
+        make_block: Callable[[], nn.Module] | None = None,
     ):
-        """`block`: the layer stacked n_layers times (hope_attention.py passes one whose MLP is CMS);
-        default the seed's post-LN encoder layer built from n_heads, d_ff and dropout."""
+        """`make_block`: builds one layer; it is called n_layers times, so every layer is constructed
+        and initialised independently (hope_attention.py passes one whose MLP is CMS). Default: the
+        seed's post-LN encoder layer built from n_heads, d_ff and dropout."""
         super().__init__()
+        check_heads(d_model, n_heads)
+        if n_layers < 1:
+            raise UserError(f"model.n_layers={n_layers}: must be an integer >= 1")
         if not causal:
             log.warning(
                 "model.causal=false: no causal mask, so each position can see the next token, which is its "
@@ -41,11 +49,16 @@ class TinyTransformerLM(nn.Module):
         self.causal = causal
         self.embed = nn.Embedding(vocab_size, d_model)
         self.position = nn.Embedding(max_len, d_model) if positional else None
-        if block is None:
-            block = nn.TransformerEncoderLayer(
+        if make_block is None:
+            make_block = lambda: nn.TransformerEncoderLayer(  # noqa: E731
                 d_model, n_heads, dim_feedforward=d_ff, dropout=dropout, batch_first=True, norm_first=False
             )
-        self.blocks = nn.TransformerEncoder(block, n_layers, enable_nested_tensor=False)
+        layers = [make_block() for _ in range(n_layers)]
+        # nn.TransformerEncoder deep-copies the layer it is given, so every copy would start with the
+        # same weights (unlike the seed's Keras model); keep its forward (mask, is_causal, fast-path
+        # checks) but replace the copies with the independently built layers.
+        self.blocks = nn.TransformerEncoder(layers[0], n_layers, enable_nested_tensor=False)
+        self.blocks.layers = nn.ModuleList(layers)
         self.head = nn.Linear(d_model, vocab_size)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:

@@ -56,7 +56,6 @@ class MultiFrequencyOptimizer:
             groups.append({"params": level.params} if level.lr is None else {"params": level.params, "lr": level.lr})
         self.inner = factory(groups)
         self.levels = levels
-        self._level_groups = self.inner.param_groups[len(groups) - len(levels):]
         self.clock = 0
         self.updates = [0] * len(levels)
         # Periods of 1 need no sums: their gradient of this step is the whole chunk.
@@ -100,16 +99,26 @@ class MultiFrequencyOptimizer:
 
     def report(self) -> list[dict[str, Any]]:
         """Per level: its period, the learning rate it used, and how many updates it made."""
+        # Read the groups now, not at construction: inner.load_state_dict replaces the group dicts.
+        groups = self.inner.param_groups[len(self.inner.param_groups) - len(self.levels):]
         return [
             {"level": i + 1, "period": lv.period, "lr": group["lr"], "updates": n}
-            for i, (lv, group, n) in enumerate(zip(self.levels, self._level_groups, self.updates))
+            for i, (lv, group, n) in enumerate(zip(self.levels, groups, self.updates))
         ]
 
     def state_dict(self) -> dict[str, Any]:
         return {"inner": self.inner.state_dict(), "clock": self.clock, "updates": list(self.updates),
+                "periods": [lv.period for lv in self.levels],
                 "accumulators": [[t.clone() for t in sums] for sums in self.accumulators]}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        periods = [lv.period for lv in self.levels]
+        saved = state_dict.get("periods")
+        if saved is not None and list(saved) != periods:
+            raise ValueError(
+                f"MultiFrequencyOptimizer: the saved state has level periods {list(saved)} but this optimizer "
+                f"has {periods}; resume with the same model.periods"
+            )
         self.inner.load_state_dict(state_dict["inner"])
         self.clock = state_dict["clock"]
         self.updates = list(state_dict["updates"])
