@@ -158,9 +158,13 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], print_table: bool 
     try:
         trainer, module, datamodule, retention = build(cfg, run_dir, record, print_table)
     except InstantiationException as err:
-        # Hydra wraps errors raised inside constructors; surface the user's mistake itself.
+        # Hydra wraps errors raised inside constructors; surface the user's mistake itself. A type or
+        # value error there comes from a config value of the wrong kind (e.g. strategy.lam=abc).
         if isinstance(err.__cause__, UserError):
             raise err.__cause__ from None
+        if isinstance(err.__cause__, (TypeError, ValueError)):
+            where = str(err).splitlines()[0].rstrip(":")
+            raise UserError(f"{where}: {type(err.__cause__).__name__}: {err.__cause__}; check that config's values") from None
         raise
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)

@@ -96,7 +96,7 @@ def test_synthetic_tasks_follow_different_rules():
             for a, b in zip(tokens, tokens[1:]):
                 assert rule.setdefault(a, b) == b  # branching 1: one successor per token
         successors.append(rule)
-    assert successors[0] != successors[1] != successors[2]
+    assert successors[0] != successors[1] and successors[1] != successors[2] and successors[0] != successors[2]
     with pytest.raises(UserError, match=r"task.sequences_per_task=5: 4 tokens, length 2 and branching 1 give only 4"):
         synthetic_tasks(vocab_size=4, length=2, branching=1, sequences_per_task=5)
     with pytest.raises(UserError, match=r"task.branching=9: must lie in 1..vocab_size \(8\)"):
@@ -148,4 +148,14 @@ def test_folder_missing_or_without_tasks_names_the_folder(tmp_path):
     with pytest.raises(UserError, match=rf"task.path={tmp_path / 'nope'}: no such folder"):
         folder_tasks(str(tmp_path / "nope"))
     with pytest.raises(UserError, match=rf"task.path={tmp_path}: no <task>.txt files"):
+        folder_tasks(str(tmp_path))
+
+
+def test_folder_heldout_file_may_not_repeat_a_training_sentence(tmp_path):
+    from nested_learning.data.folder import folder_tasks
+
+    (tmp_path / "1_bus.txt").write_text("i ride the bus\ni see the town\n")
+    (tmp_path / "2_boat.txt").write_text("i sail the boat\n")
+    (tmp_path / "2_boat.eval.txt").write_text("i  ride the bus\n")  # bus training sentence, spacing aside
+    with pytest.raises(UserError, match=r"2_boat.eval.txt: 'i  ride the bus' is also a training sentence"):
         folder_tasks(str(tmp_path))

@@ -29,6 +29,11 @@ def epoch_schedule(epochs_per_task: int | Sequence[int], num_tasks: int) -> list
     return counts
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch's random choices: a function of (run seed, epoch) only."""
+    return seed * 100_003 + epoch
+
+
 class EpochShuffle(torch.utils.data.Sampler[int]):
     """A permutation that depends only on (seed, epoch), recomputed on every iter().
 
@@ -37,7 +42,7 @@ class EpochShuffle(torch.utils.data.Sampler[int]):
     """
 
     def __init__(self, size: int, seed: int, epoch: int):
-        self.size, self.seed = size, seed * 100_003 + epoch
+        self.size, self.seed = size, epoch_seed(seed, epoch)
 
     def __len__(self) -> int:
         return self.size

@@ -59,4 +59,9 @@ def folder_tasks(path: str | None = None, name: str = "folder", repeats: int = 8
         held = folder / f"{task}{EVAL_SUFFIX}"
         if held.is_file():
             heldout[task] = read_sentences(held)
+    trained = {" ".join(s.split()) for sentences in tasks.values() for s in sentences}
+    for task, sentences in heldout.items():
+        leaked = next((s for s in sentences if " ".join(s.split()) in trained), None)
+        if leaked is not None:
+            raise UserError(f"{folder / (task + EVAL_SUFFIX)}: {leaked!r} is also a training sentence; held-out sentences must be unseen")
     return from_sentences(name, tasks, repeats, heldout)

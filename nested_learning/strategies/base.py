@@ -42,7 +42,8 @@ class Strategy(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: ContinualLM) -> None:
         data: TaskSequenceDataModule = trainer.datamodule
         epoch = trainer.current_epoch
-        if epoch in data.last_epoch_of_task:
+        # Not after the last task: what on_task_end prepares (a Fisher, a teacher) is for the next one.
+        if epoch in data.last_epoch_of_task and epoch < data.total_epochs - 1:
             self.on_task_end(trainer, pl_module, data.task_of_epoch[epoch])
 
 

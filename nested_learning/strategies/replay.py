@@ -23,7 +23,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import ConcatDataset, DataLoader
 
-from nested_learning.data.datamodule import EpochShuffle, TaskSequenceDataModule
+from nested_learning.data.datamodule import EpochShuffle, TaskSequenceDataModule, epoch_seed
 from nested_learning.errors import UserError
 from nested_learning.strategies.base import Strategy
 
@@ -80,7 +80,7 @@ class Replay(Strategy):
         return round(fresh * self.fraction / (1.0 - self.fraction))
 
     def train_loader(self, data: TaskSequenceDataModule, task: int, epoch: int) -> DataLoader:
-        generator = torch.Generator().manual_seed(data.seed * 100_003 + epoch + _STREAM)
+        generator = torch.Generator().manual_seed(epoch_seed(data.seed, epoch) + _STREAM)
         offset = sum(len(ds) for ds in data.train_sets[:task])
         order = [offset + i for i in EpochShuffle(len(data.train_sets[task]), data.seed, epoch)]
         buffer = self.buffer.copy()
@@ -90,7 +90,8 @@ class Replay(Strategy):
             batches.append(fresh + buffer.sample(self.replay_count(len(fresh)), generator))
             buffer.add(fresh, generator)
         self._planned = buffer
-        return DataLoader(ConcatDataset(data.train_sets), batch_sampler=batches)
+        # Its own generator (it only seeds workers) keeps iter() off the global RNG that dropout draws from.
+        return DataLoader(ConcatDataset(data.train_sets), batch_sampler=batches, generator=torch.Generator().manual_seed(data.seed))
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._planned is not None:
