@@ -32,6 +32,11 @@ def accuracy_matrix_figure(R: Sequence[Sequence[float]], tasks: Sequence[str], t
     return fig
 
 
+def _tick(value: object) -> str:
+    """A compact label for a config value on a heatmap axis: numbers as %g, anything else as text."""
+    return f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+
+
 def sweep_heatmap_figure(tables: dict, x: str, y: str) -> plt.Figure:
     """One annotated heatmap per metric over two config axes (each cell: mean over the other axes and seeds).
 
@@ -47,8 +52,8 @@ def sweep_heatmap_figure(tables: dict, x: str, y: str) -> plt.Figure:
             bound = max(0.05, float(np.nanmax(np.abs(values))))
             cmap, low, high, fmt = "RdBu_r", -bound, bound, "+.3f"
         image = ax.imshow(values, cmap=cmap, vmin=low, vmax=high, aspect="auto")
-        ax.set_xticks(range(values.shape[1]), [f"{v:g}" for v in table.columns])
-        ax.set_yticks(range(values.shape[0]), [f"{v:g}" for v in table.index])
+        ax.set_xticks(range(values.shape[1]), [_tick(v) for v in table.columns])
+        ax.set_yticks(range(values.shape[0]), [_tick(v) for v in table.index])
         ax.set_xlabel(x)
         ax.set_ylabel(y)
         ax.set_title(f"{metric} (mean over other axes and seeds)", fontsize=10)

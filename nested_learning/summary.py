@@ -121,8 +121,11 @@ def difference_interval(
     runs_a: list[dict[str, Any]], runs_b: list[dict[str, Any]], metric: str, confidence: float = 0.95
 ) -> tuple[float, float, float, str]:
     """Mean of metric(a) - metric(b) with its t interval: paired by seed when both have the same seeds."""
-    by_seed_a = {r["seed"]: r["metrics"][metric] for r in runs_a}
-    by_seed_b = {r["seed"]: r["metrics"][metric] for r in runs_b}
+    # A metric is None where it is undefined (BWT, FWT and forgetting of a one-task run).
+    by_seed_a = {r["seed"]: r["metrics"][metric] for r in runs_a if r["metrics"][metric] is not None}
+    by_seed_b = {r["seed"]: r["metrics"][metric] for r in runs_b if r["metrics"][metric] is not None}
+    if not by_seed_a or not by_seed_b:
+        return math.nan, math.nan, math.nan, "undefined"
     if set(by_seed_a) == set(by_seed_b) and len(by_seed_a) >= 2:
         mean, _, low, high = t_interval(by_seed_a[s] - by_seed_b[s] for s in by_seed_a)
         return mean, low, high, "paired by seed"

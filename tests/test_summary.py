@@ -87,3 +87,16 @@ def test_objective_penalises_accuracy_below_the_floor():
     assert objective(result, acc_floor=0.0) == pytest.approx(0.05)
     assert objective(result, acc_floor=0.5) == pytest.approx(0.05 + 10 * 0.1)
     assert math.isnan(objective({"metrics": None}, 0.5))
+
+
+def test_undefined_metrics_and_text_axes_do_not_crash_the_summary(tmp_path):
+    one_task = [{**_run(m, s, 0.0), "metrics": {"acc": 0.5, "bwt": None, "fwt": None, "forgetting": None}}
+                for m in ("hope", "rnn") for s in (0, 1)]
+    diff, low, high, how = difference_interval(one_task[:2], one_task[2:], "forgetting")
+    assert how == "undefined" and math.isnan(diff)
+    runs = [{**_run(m, s, 0.1 * s), "config": {"model": {"name": m}, "seed": s}} for m in ("hope", "rnn") for s in (0, 1)]
+    for i, run in enumerate(runs):
+        (tmp_path / str(i)).mkdir()
+        (tmp_path / str(i) / "results.json").write_text(json.dumps(run))
+    written = write_summary(tmp_path, load_sweep(tmp_path), axes=("model.name", "seed"), reference="hope")
+    assert "summary_heatmap.png" in {p.name for p in written}
