@@ -17,7 +17,8 @@ plain momentum (Eq. 33) as its linear part:
   W <- W + m_phi(G) with the new phi. The decay pulls each memory parameter towards its initial
   value phi_0 (0 for B and W2; a fixed random draw for W1): decaying W1 towards 0 would switch the
   MLP's features off. For B this is exactly heavy-ball momentum (B <- alpha B - lr g, W <- W + B);
-  W2 starts at 0, so the first step is momentum's too.
+  the MLP adds W2 ~ -lr sum_i alpha^(t-i) G_i^T A_i, i.e. a read that mixes the rows of past
+  gradients whose keys resemble the current ones.
 
 W1 is drawn from a generator seeded by the parameter's position in the optimizer, not from torch's
 global generator, so choosing DMGD does not shift the model's dropout masks, and it is stored in the
