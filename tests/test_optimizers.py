@@ -258,6 +258,7 @@ def test_bad_settings_of_other_optimizers_stop_with_one_line(run_in_process, ove
     assert str(err.value) == message
 
 
+@pytest.mark.slow
 def test_unknown_optimizer_key_is_one_line_on_the_command_line(tmp_path):
     out = run_cli("optimizer=m3", "+optimizer.beta1=0.9", "logger=none", f"hydra.run.dir={tmp_path}")
     assert out.returncode == 2
@@ -266,15 +267,16 @@ def test_unknown_optimizer_key_is_one_line_on_the_command_line(tmp_path):
     ]
 
 
-def test_optimizers_experiment_is_2_models_x_3_optimizers_x_5_seeds_with_swept_rates():
+def test_optimizers_experiment_is_2_models_x_4_optimizers_x_5_seeds_with_swept_rates():
     from tests.test_sweeps import compose_with_hydra
 
     cfg = compose_with_hydra("experiment=optimizers")
     params = cfg.hydra.sweeper.params
-    assert params.model == "transformer,cms" and params.optimizer == "adam,m3,delta_momentum"
+    assert params.model == "transformer,cms" and params.optimizer == "adam,m3,delta_momentum,sgd"
     assert params.seed == "range(0,5)" and cfg.summary.reference == "optimizer=adam"
     rates = cfg.optimizer_lrs
-    assert set(rates) == {"transformer", "cms"} and all(set(r) == {"adam", "m3", "delta_momentum"} for r in rates.values())
+    assert set(rates) == {"transformer", "cms"} and all(set(r) == {"adam", "m3", "delta_momentum", "sgd"} for r in rates.values())
+    assert all(r["sgd"] == r["delta_momentum"] for r in rates.values())  # the ablation: same rate, no delta term
 
 
 @pytest.mark.slow

@@ -37,7 +37,7 @@ def delta_term(memory: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
 
 
 class DeltaMomentum(torch.optim.Optimizer):
-    def __init__(self, params: Iterable[Any], lr: float = 1e-2, alpha: float = 0.9):
+    def __init__(self, params: Iterable[Any], lr: float = 3e-2, alpha: float = 0.9):
         require("lr", lr, lambda v: v >= 0, "a number >= 0")
         require("alpha", alpha, is_rate, "a number in [0, 1) (the momentum's decay)")
         super().__init__(params, dict(lr=lr, alpha=alpha))

@@ -41,7 +41,7 @@ class M3(torch.optim.Optimizer):
     def __init__(
         self,
         params: Iterable[Any],
-        lr: float = 1e-3,
+        lr: float = 1e-4,
         alpha: float = 1.0,
         frequency: int = 10,
         ns_steps: int = 5,
