@@ -1,10 +1,8 @@
 """The paper's optimizers (M3, Delta Momentum, DMGD) against hand computations, inside CMS, and through resume."""
 import json
 import math
-import signal
 import subprocess
 import sys
-import time
 from functools import partial
 
 import pytest
@@ -18,7 +16,7 @@ from nested_learning.optim.dmgd import DMGD
 from nested_learning.optim.m3 import M3
 from nested_learning.optim.newton_schulz import QUINTIC, newton_schulz
 
-from .conftest import REPO, compose_config, run_cli
+from .conftest import REPO, compose_config, kill_when, run_cli
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "m3", "delta_momentum", "dmgd")
 
@@ -287,20 +285,8 @@ def test_m3_on_cms_killed_mid_task_resumes_to_the_same_matrix(tmp_path):
            "checkpoint_every_s=0"]
     assert run_cli(*job, f"hydra.run.dir={tmp_path / 'whole'}").returncode == 0
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "nested_learning.train", *job, f"hydra.run.dir={killed}"], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        time.sleep(0.02)
-        try:
-            progress = json.loads((killed / "results.json").read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if len(progress["curves"]) >= 4:  # before training + 3 epochs: one epoch into task 2 (of 4)
-            break
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert json.loads((killed / "results.json").read_text())["status"] == "running"
+    # before training + 3 epochs: one epoch into task 2 (of 4)
+    assert kill_when(job, killed, curves=4)["status"] == "running"
     resumed = subprocess.run([sys.executable, str(REPO / "scripts" / "resume.py"), str(killed)], cwd=REPO, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     final, whole = json.loads((killed / "results.json").read_text()), json.loads((tmp_path / "whole" / "results.json").read_text())

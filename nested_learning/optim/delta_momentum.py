@@ -21,12 +21,13 @@ LayerNorm gain) is one row, for which m g^T g = (m . g) g; tensors with ndim > 2
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import torch
 
 from nested_learning.optim.checks import is_rate, require
 from nested_learning.optim.newton_schulz import as_matrix
+from nested_learning.optim.parameterwise import ParameterwiseOptimizer
 
 
 def delta_term(memory: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
@@ -36,28 +37,17 @@ def delta_term(memory: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     return memory @ (grad.T @ grad)
 
 
-class DeltaMomentum(torch.optim.Optimizer):
+class DeltaMomentum(ParameterwiseOptimizer):
     def __init__(self, params: Iterable[Any], lr: float = 3e-2, alpha: float = 0.9):
         require("lr", lr, lambda v: v >= 0, "a number >= 0")
         require("alpha", alpha, is_rate, "a number in [0, 1) (the momentum's decay)")
         super().__init__(params, dict(lr=lr, alpha=alpha))
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = as_matrix(p.grad)  # (r, c)
-                state = self.state[p]
-                if not state:
-                    state["momentum"] = torch.zeros_like(g)
-                m = state["momentum"]
-                new = m.mul(group["alpha"]).sub_(delta_term(m, g)).add_(g, alpha=-group["lr"])  # Eq. 49
-                m.copy_(new)
-                p.add_(m.view_as(p))  # Eq. 48
-        return loss
+    def update(self, p: torch.Tensor, group: dict[str, Any]) -> None:
+        g = as_matrix(p.grad)  # (r, c)
+        state = self.state[p]
+        if not state:
+            state["momentum"] = torch.zeros_like(g)
+        m = state["momentum"]
+        m.copy_(m.mul(group["alpha"]).sub_(delta_term(m, g)).add_(g, alpha=-group["lr"]))  # Eq. 49
+        p.add_(m.view_as(p))  # Eq. 48

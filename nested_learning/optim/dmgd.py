@@ -27,12 +27,13 @@ row), as in delta_momentum.py.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import torch
 
 from nested_learning.optim.checks import is_rate, require
 from nested_learning.optim.newton_schulz import as_matrix
+from nested_learning.optim.parameterwise import ParameterwiseOptimizer
 
 
 def unit_rows(matrix: torch.Tensor) -> torch.Tensor:
@@ -40,7 +41,7 @@ def unit_rows(matrix: torch.Tensor) -> torch.Tensor:
     return matrix / matrix.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
 
-class DMGD(torch.optim.Optimizer):
+class DMGD(ParameterwiseOptimizer):
     def __init__(self, params: Iterable[Any], lr: float = 1e-2, alpha: float = 0.9, hidden: int = 16):
         require("lr", lr, lambda v: v >= 0, "a number >= 0")
         require("alpha", alpha, is_rate, "a number in [0, 1) (the memory's decay)")
@@ -54,29 +55,19 @@ class DMGD(torch.optim.Optimizer):
         return {"linear": torch.zeros_like(g), "w1": w1, "w1_init": w1.clone(),
                 "w2": torch.zeros(g.shape[1], hidden, dtype=g.dtype, device=g.device)}
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            alpha, lr = group["alpha"], group["lr"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = as_matrix(p.grad)  # (r, c)
-                state = self.state[p]
-                if not state:
-                    state.update(self._init_state(p, g, group["hidden"]))
-                keys = unit_rows(g)  # (r, c)
-                features = torch.tanh(keys @ state["w1"].T)  # A: (r, h)
-                grad_w2 = g.T @ features  # (c, h)
-                grad_w1 = ((g @ state["w2"]) * (1 - features * features)).T @ keys  # (h, c)
-                state["linear"].mul_(alpha).add_(g, alpha=-lr)  # B
-                state["w2"].mul_(alpha).add_(grad_w2, alpha=-lr)
-                w1_init = state["w1_init"]
-                state["w1"].sub_(w1_init).mul_(alpha).add_(w1_init).add_(grad_w1, alpha=-lr)
-                read = state["linear"] + torch.tanh(keys @ state["w1"].T) @ state["w2"].T  # m_{i+1}(u_i): (r, c)
-                p.add_(read.view_as(p))
-        return loss
+    def update(self, p: torch.Tensor, group: dict[str, Any]) -> None:
+        alpha, lr = group["alpha"], group["lr"]
+        g = as_matrix(p.grad)  # (r, c)
+        state = self.state[p]
+        if not state:
+            state.update(self._init_state(p, g, group["hidden"]))
+        keys = unit_rows(g)  # (r, c)
+        features = torch.tanh(keys @ state["w1"].T)  # A: (r, h)
+        grad_w2 = g.T @ features  # (c, h)
+        grad_w1 = ((g @ state["w2"]) * (1 - features * features)).T @ keys  # (h, c)
+        state["linear"].mul_(alpha).add_(g, alpha=-lr)  # B
+        state["w2"].mul_(alpha).add_(grad_w2, alpha=-lr)
+        w1_init = state["w1_init"]
+        state["w1"].sub_(w1_init).mul_(alpha).add_(w1_init).add_(grad_w1, alpha=-lr)
+        read = state["linear"] + torch.tanh(keys @ state["w1"].T) @ state["w2"].T  # m_{i+1}(u_i): (r, c)
+        p.add_(read.view_as(p))

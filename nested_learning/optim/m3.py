@@ -29,15 +29,16 @@ with ndim > 2 are viewed as (shape[0], -1), as Muon does for convolutions.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import torch
 
 from nested_learning.optim.checks import is_rate, require
 from nested_learning.optim.newton_schulz import as_matrix, newton_schulz
+from nested_learning.optim.parameterwise import ParameterwiseOptimizer
 
 
-class M3(torch.optim.Optimizer):
+class M3(ParameterwiseOptimizer):
     def __init__(
         self,
         params: Iterable[Any],
@@ -60,21 +61,11 @@ class M3(torch.optim.Optimizer):
                         aux_lr=aux_lr, aux_betas=tuple(aux_betas))
         super().__init__(params, defaults)
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if p.ndim < 2:
-                    self._adam_step(p, group)
-                else:
-                    self._m3_step(p, group)
-        return loss
+    def update(self, p: torch.Tensor, group: dict[str, Any]) -> None:
+        if p.ndim < 2:
+            self._adam_step(p, group)
+        else:
+            self._m3_step(p, group)
 
     def _m3_step(self, p: torch.Tensor, group: dict[str, Any]) -> None:
         g = as_matrix(p.grad)  # (r, c)
