@@ -61,3 +61,13 @@ def kill_when(job: list[str], run_dir: Path, curves: int, timeout: float = 240) 
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     return json.loads((run_dir / "results.json").read_text())
+
+
+def assert_resume_matches(killed: Path, whole: Path) -> None:
+    """Resume the killed run with scripts/resume.py; it must end with the uninterrupted run's matrices."""
+    resumed = subprocess.run([sys.executable, str(REPO / "scripts" / "resume.py"), str(killed)], cwd=REPO, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    final, uninterrupted = (json.loads((d / "results.json").read_text()) for d in (killed, whole))
+    assert final["status"] == "complete" and final["resumed"] == 1
+    assert final["accuracy_matrix"] == uninterrupted["accuracy_matrix"]
+    assert final["loss_matrix"] == uninterrupted["loss_matrix"]

@@ -1,8 +1,5 @@
 """The paper's optimizers (M3, Delta Momentum, DMGD) against hand computations, inside CMS, and through resume."""
-import json
 import math
-import subprocess
-import sys
 from functools import partial
 
 import pytest
@@ -16,7 +13,7 @@ from nested_learning.optim.dmgd import DMGD
 from nested_learning.optim.m3 import M3
 from nested_learning.optim.newton_schulz import QUINTIC, newton_schulz
 
-from .conftest import REPO, compose_config, kill_when, run_cli
+from .conftest import assert_resume_matches, compose_config, kill_when, run_cli
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "m3", "delta_momentum", "dmgd")
 
@@ -287,9 +284,4 @@ def test_m3_on_cms_killed_mid_task_resumes_to_the_same_matrix(tmp_path):
     killed = tmp_path / "killed"
     # before training + 3 epochs: one epoch into task 2 (of 4)
     assert kill_when(job, killed, curves=4)["status"] == "running"
-    resumed = subprocess.run([sys.executable, str(REPO / "scripts" / "resume.py"), str(killed)], cwd=REPO, capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr
-    final, whole = json.loads((killed / "results.json").read_text()), json.loads((tmp_path / "whole" / "results.json").read_text())
-    assert final["status"] == "complete" and final["resumed"] == 1
-    assert final["accuracy_matrix"] == whole["accuracy_matrix"]
-    assert final["loss_matrix"] == whole["loss_matrix"]
+    assert_resume_matches(killed, tmp_path / "whole")

@@ -6,7 +6,7 @@ import sys
 import pytest
 from hydra import compose, initialize_config_dir
 
-from .conftest import CONF, REPO, kill_when, run_cli
+from .conftest import CONF, REPO, assert_resume_matches, kill_when, run_cli
 
 
 def compose_with_hydra(*overrides):
@@ -74,12 +74,7 @@ def test_sigkill_in_second_task_then_resume_gives_the_same_matrix(tmp_path):
     # before training + 4 epochs: two epochs into task 2 (of 6)
     interrupted = kill_when(job, killed, curves=5)
     assert interrupted["status"] == "running" and len(interrupted["accuracy_matrix"]) == 1
-    resumed = subprocess.run([sys.executable, str(REPO / "scripts" / "resume.py"), str(killed)], cwd=REPO, capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr
-    final, whole = json.loads((killed / "results.json").read_text()), json.loads((tmp_path / "whole" / "results.json").read_text())
-    assert final["status"] == "complete" and final["resumed"] == 1
-    assert final["accuracy_matrix"] == whole["accuracy_matrix"]
-    assert final["loss_matrix"] == whole["loss_matrix"]
+    assert_resume_matches(killed, tmp_path / "whole")
 
 
 @pytest.mark.slow
