@@ -42,7 +42,7 @@ def unit_rows(matrix: torch.Tensor) -> torch.Tensor:
 
 
 class DMGD(ParameterwiseOptimizer):
-    def __init__(self, params: Iterable[Any], lr: float = 1e-2, alpha: float = 0.9, hidden: int = 16):
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3, alpha: float = 0.9, hidden: int = 16):
         require("lr", lr, lambda v: v >= 0, "a number >= 0")
         require("alpha", alpha, is_rate, "a number in [0, 1) (the memory's decay)")
         require("hidden", hidden, lambda v: isinstance(v, int) and v >= 1, "an integer >= 1 (the memory MLP's width)")
