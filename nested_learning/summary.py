@@ -165,19 +165,32 @@ def axis_table(runs: list[dict[str, Any]], x: str, y: str, metric: str) -> pd.Da
     return frame.pivot_table(index="y", columns="x", values="v", aggfunc="mean").sort_index(ascending=False)
 
 
-def reference_differences(runs: list[dict[str, Any]], reference_model: str) -> pd.DataFrame:
-    """For each group, the difference of every metric to the group with the same settings but the reference model."""
+def parse_reference(reference: str) -> tuple[str, str]:
+    """`summary.reference` as (config group, option): "transformer" means model=transformer; "optimizer=adam" as given."""
+    group, _, option = reference.rpartition("=")
+    return group or "model", option
+
+
+def reference_differences(runs: list[dict[str, Any]], reference: str) -> pd.DataFrame:
+    """For each group, the difference of every metric to the group with the same settings but the reference option.
+
+    `reference` is a model name (every model against it) or `group=option` (e.g. optimizer=adam: every
+    optimizer against Adam, each model on its own).
+    """
+    key, option = parse_reference(reference)
+    wanted = f"{key}={option}"
+
     def rest(label: str) -> str:
-        return " ".join(o for o in label.split() if not o.startswith("model="))
+        return " ".join(o for o in label.split() if not o.startswith(f"{key}="))
 
     groups: dict[str, list[dict[str, Any]]] = {}
     for run in runs:
         groups.setdefault(group_label(run), []).append(run)
     rows = []
     for label, members in groups.items():
-        if members[0]["model"] == reference_model:
+        if wanted in label.split():
             continue
-        refs = [g for g, m in groups.items() if m[0]["model"] == reference_model and rest(g) == rest(label)]
+        refs = [g for g in groups if wanted in g.split() and rest(g) == rest(label)]
         if not refs:
             continue
         row: dict[str, Any] = {"group": label, "reference": refs[0]}
@@ -217,7 +230,8 @@ def write_summary(
                     f"{r[f'{metric}_diff']:+.3f} [{r[f'{metric}_ci_low']:+.3f}, {r[f'{metric}_ci_high']:+.3f}]" for _, r in diffs.iterrows()
                 ]
             shown["pairing"] = diffs["pairing"]
-            lines += [f"## Difference to model={reference}, same settings otherwise (95% CI)", "", shown.to_markdown(index=False), ""]
+            key, option = parse_reference(reference)
+            lines += [f"## Difference to {key}={option}, same settings otherwise (95% CI)", "", shown.to_markdown(index=False), ""]
     if sweep.failures:
         lines += ["## Failed or unfinished jobs", ""] + [f"- `{job}`: {why}" for job, why in sweep.failures] + [""]
     axes = axes or tuple(varying_rate_axes(sweep.runs)[:2]) or None

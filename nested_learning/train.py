@@ -97,6 +97,7 @@ def build(cfg: DictConfig, run_dir: Path, record: dict[str, Any], print_table: b
 
     from nested_learning.data.datamodule import TaskSequenceDataModule
     from nested_learning.lit_module import ContinualLM
+    from nested_learning.optim.checks import check_factory
     from nested_learning.resume import EpochCheckpoint
     from nested_learning.retention import RetentionCallback
 
@@ -111,7 +112,9 @@ def build(cfg: DictConfig, run_dir: Path, record: dict[str, Any], print_table: b
     datamodule = TaskSequenceDataModule(sequence, cfg.epochs_per_task, int(cfg.batch_size), int(cfg.seed), strategy)
     net_cfg = {k: v for k, v in cfg.model.items() if k != "name"}
     net = instantiate(net_cfg, vocab_size=len(datamodule.vocab), max_len=datamodule.vocab.seq_len, _convert_="all")
-    module = ContinualLM(net, instantiate(cfg.optimizer), pad_id=datamodule.vocab.pad_id)
+    optimizer = instantiate(cfg.optimizer)
+    check_factory(optimizer)
+    module = ContinualLM(net, optimizer, pad_id=datamodule.vocab.pad_id)
     retention = RetentionCallback(run_dir, record, cfg.eval.count_padding, cfg.eval.every_epoch, print_table)
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     # The strategy's end-of-task work (e.g. EWC's Fisher) runs before the checkpoint that must keep it.

@@ -8,6 +8,8 @@
 2. Throughput: tokens per second of hope_nl and titans against the Transformer, each as configured
    in conf/model (all at d_model 64), for a training step (with the optimizer the framework would
    give it) and for evaluation (eval mode, no grad: the memories still update in context).
+3. Optimizers: one training step of the default Transformer under each optimizer in conf/optimizer
+   (as configured there), same weights and batch, against Adam (bench_optimizers).
 
 Every figure is the median over --repeats rounds after --warmup untimed steps; the models take turns
 within each round. One torch thread, as the framework's runs use by default (config `threads`).
@@ -131,6 +133,25 @@ def bench_throughput(args, inputs, targets, vocab_size, pad_id) -> None:
         print(f"  {name:<12} {params:>8} {tr:>10.0f} {tr / tr_ref:>6.2f}x {ev:>10.0f} {ev / ev_ref:>6.2f}x")
 
 
+OPTIMIZERS = ("adam", "adamw", "sgd", "m3", "delta_momentum", "dmgd")
+
+
+def bench_optimizers(args, inputs, targets, vocab_size, pad_id) -> None:
+    """Step time of the default Transformer under every optimizer in conf/optimizer, against Adam."""
+    net = build("transformer", vocab_size, inputs.shape[1])
+    entries = {}
+    for name in OPTIMIZERS:
+        with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+            factory = instantiate(compose(config_name="config", overrides=[f"optimizer={name}"]).optimizer)
+        copy_of_net = copy.deepcopy(net)
+        entries[name] = (copy_of_net, factory(copy_of_net.parameters()))
+    train_step = partial(timed_steps, inputs=inputs, targets=targets, pad_id=pad_id)
+    med = median_rounds(entries, train_step, args, args.model_steps)
+    print(f"\nOptimizers (default Transformer, batch {inputs.shape[0]} x {inputs.shape[1]}, one training step):")
+    for name in OPTIMIZERS:
+        print(f"  {name:<15} {med[name] * 1e3:8.3f} ms/step   {med[name] / med['adam']:6.2f}x Adam")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=7, help="timed rounds; the median is reported (default 7)")
@@ -146,6 +167,7 @@ def main() -> None:
     data = batch(args)
     bench_cms_step(args, *data)
     bench_throughput(args, *data)
+    bench_optimizers(args, *data)
 
 
 if __name__ == "__main__":

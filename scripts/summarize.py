@@ -5,7 +5,8 @@
 Reads every job's results.json under SWEEP_DIR (a multirun directory), groups the runs that differ
 only by seed, prints the table and writes summary.csv, summary.md and, over two rate axes (given,
 or the first two rates that vary), summary_heatmap.png. With --reference MODEL it also reports each
-other model's difference to MODEL under the same settings, with its 95% CI (paired by seed when the
+other model's difference to MODEL under the same settings (--reference optimizer=adam: each other
+optimizer's difference to Adam, per model), with its 95% CI (paired by seed when the
 seeds match). Failed or unfinished jobs are listed, never fatal. The same summary is written at the
 end of every multirun.
 """
@@ -22,7 +23,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sweep_dir", type=Path, help="a multirun directory (outputs/multiruns/<time>)")
     parser.add_argument("--axes", nargs=2, metavar=("X", "Y"), help="two config keys for the heatmap, e.g. rates.fast rates.slow")
-    parser.add_argument("--reference", metavar="MODEL", help="model name to compare every other model against")
+    parser.add_argument("--reference", metavar="MODEL", help="model name to compare every other model against, "
+                        "or GROUP=OPTION (e.g. optimizer=adam) to compare every other option of that group")
     args = parser.parse_args()
     try:
         sweep = load_sweep(args.sweep_dir)

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -39,3 +42,32 @@ def run_cli(*args: str, cwd: Path = REPO, env_extra: dict | None = None, timeout
     return subprocess.run(
         [sys.executable, "-m", "nested_learning.train", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def kill_when(job: list[str], run_dir: Path, curves: int, timeout: float = 240) -> dict:
+    """Run `python -m nested_learning.train JOB` into run_dir and SIGKILL it as soon as its results.json
+    holds `curves` evaluation points; returns that results.json as the killed run left it."""
+    proc = subprocess.Popen([sys.executable, "-m", "nested_learning.train", *job, f"hydra.run.dir={run_dir}"], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        time.sleep(0.02)
+        try:
+            progress = json.loads((run_dir / "results.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if len(progress["curves"]) >= curves:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return json.loads((run_dir / "results.json").read_text())
+
+
+def assert_resume_matches(killed: Path, whole: Path) -> None:
+    """Resume the killed run with scripts/resume.py; it must end with the uninterrupted run's matrices."""
+    resumed = subprocess.run([sys.executable, str(REPO / "scripts" / "resume.py"), str(killed)], cwd=REPO, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    final, uninterrupted = (json.loads((d / "results.json").read_text()) for d in (killed, whole))
+    assert final["status"] == "complete" and final["resumed"] == 1
+    assert final["accuracy_matrix"] == uninterrupted["accuracy_matrix"]
+    assert final["loss_matrix"] == uninterrupted["loss_matrix"]

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from nested_learning.summary import (
-    aggregate, axis_table, difference_interval, load_sweep, t_interval, write_summary,
+    aggregate, axis_table, difference_interval, load_sweep, reference_differences, t_interval, write_summary,
 )
 from nested_learning.train import objective
 
@@ -40,6 +40,19 @@ def test_groups_differ_only_by_seed_and_paired_difference():
     half = 4.302652729911275 * 0.1 / math.sqrt(3)
     assert how == "paired by seed" and diff == pytest.approx(-0.2)
     assert (low, high) == pytest.approx((-0.2 - half, -0.2 + half))
+
+
+def test_reference_can_be_an_option_of_another_group():
+    # optimizer=adam as the reference: m3 is compared with adam on the same model, never across models.
+    runs = [_run(m, s, f, extra=[f"optimizer={o}"]) for m, o, fs in
+            [("cms", "adam", [0.1, 0.2]), ("cms", "m3", [0.3, 0.1]), ("rnn", "adam", [0.5, 0.5]), ("rnn", "m3", [0.4, 0.6])]
+            for s, f in enumerate(fs)]
+    diffs = reference_differences(runs, "optimizer=adam").set_index("group")
+    assert list(diffs.index) == ["model=cms optimizer=m3", "model=rnn optimizer=m3"]
+    assert diffs.loc["model=cms optimizer=m3", "reference"] == "model=cms optimizer=adam"
+    assert diffs.loc["model=cms optimizer=m3", "forgetting_diff"] == pytest.approx(0.05)  # (0.2 + -0.1) / 2
+    assert diffs.loc["model=rnn optimizer=m3", "forgetting_diff"] == pytest.approx(0.0)
+    assert list(reference_differences(runs, "cms")["reference"].unique()) == ["model=cms optimizer=adam", "model=cms optimizer=m3"]
 
 
 def test_axis_table_averages_over_other_axes():

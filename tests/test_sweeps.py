@@ -1,14 +1,12 @@
 """Multiruns, launchers, reruns, resume and TensorBoard: the researcher's daily loop, end to end."""
 import json
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from hydra import compose, initialize_config_dir
 
-from .conftest import CONF, REPO, run_cli
+from .conftest import CONF, REPO, assert_resume_matches, kill_when, run_cli
 
 
 def compose_with_hydra(*overrides):
@@ -73,27 +71,10 @@ def test_sigkill_in_second_task_then_resume_gives_the_same_matrix(tmp_path):
     job = ["model=transformer", "epochs_per_task=[2,6]", "task.repeats=512", "batch_size=16", "logger=none"]
     assert run_cli(*job, f"hydra.run.dir={tmp_path / 'whole'}").returncode == 0
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "nested_learning.train", *job, f"hydra.run.dir={killed}"], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        time.sleep(0.02)
-        try:
-            progress = json.loads((killed / "results.json").read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if len(progress["curves"]) >= 5:  # before training + 4 epochs: two epochs into task 2 (of 6)
-            break
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    interrupted = json.loads((killed / "results.json").read_text())
+    # before training + 4 epochs: two epochs into task 2 (of 6)
+    interrupted = kill_when(job, killed, curves=5)
     assert interrupted["status"] == "running" and len(interrupted["accuracy_matrix"]) == 1
-    resumed = subprocess.run([sys.executable, str(REPO / "scripts" / "resume.py"), str(killed)], cwd=REPO, capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr
-    final, whole = json.loads((killed / "results.json").read_text()), json.loads((tmp_path / "whole" / "results.json").read_text())
-    assert final["status"] == "complete" and final["resumed"] == 1
-    assert final["accuracy_matrix"] == whole["accuracy_matrix"]
-    assert final["loss_matrix"] == whole["loss_matrix"]
+    assert_resume_matches(killed, tmp_path / "whole")
 
 
 @pytest.mark.slow
