@@ -42,7 +42,9 @@ class ResumePlan:
     def tensorboard_purge_step(self) -> int | None:
         """Hide the events the killed run logged after its checkpoint (or all of them, when starting over)."""
         if self.checkpoint is not None:
-            return self.step + 1  # the checkpoint's own epoch-end evaluation was logged at `step`
+            # The resumed run's first training step logs at the checkpoint's step, as the killed run did
+            # after saving; the evaluation logged there before saving is logged again (RetentionCallback).
+            return self.step
         return 0 if self.previous is not None else None
 
 
