@@ -7,11 +7,11 @@ set -euo pipefail
 
 PIDS=/run/nested-learning-slurm
 if [[ "${1:-}" == stop ]]; then
-    for daemon in slurmd slurmctld munged; do
-        if [[ -f "$PIDS/$daemon.pid" ]] && kill "$(cat "$PIDS/$daemon.pid")" 2>/dev/null; then
-            echo "stopped $daemon"
+    for pidfile in "$PIDS/slurmd.pid" "$PIDS/slurmctld.pid" /run/munge/munged.pid; do
+        if [[ -f "$pidfile" ]] && kill "$(cat "$pidfile")" 2>/dev/null; then
+            echo "stopped $(basename "$pidfile" .pid)"
         fi
-        rm -f "$PIDS/$daemon.pid"
+        rm -f "$pidfile"
     done
     exit 0
 fi
@@ -58,13 +58,10 @@ NodeName=$host CPUs=$(nproc) RealMemory=$memory_mib State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 CONF
 
-running() { [[ -f "$PIDS/$1.pid" ]] && kill -0 "$(cat "$PIDS/$1.pid")" 2>/dev/null; }
-if ! running munged; then
-    runuser -u munge -- munged --force --pid-file="$PIDS/munged.pid" 2>/dev/null \
-        || munged --force --pid-file="$PIDS/munged.pid"
-fi
-running slurmctld || slurmctld -i
-running slurmd || slurmd
+running() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+running /run/munge/munged.pid || runuser -u munge -- munged --force  # its pid file: /run/munge/munged.pid
+running "$PIDS/slurmctld.pid" || slurmctld -i
+running "$PIDS/slurmd.pid" || slurmd
 
 for _ in $(seq 60); do
     if sinfo --noheader --format=%t 2>/dev/null | grep -qE '^(idle|mix|alloc)'; then
