@@ -64,7 +64,7 @@ def test_a_saved_config_replays_into_a_directory_named_with(tmp_path, char):
 
 # Transformer (dropout 0.1): a resumed run only matches if the RNG state is restored. Task 1's epochs
 # last long enough (a fraction of a second) for the kill to land inside them.
-SWEEP = ["model=transformer", "seed=0,1,2", "epochs_per_task=[1,4]", "task.repeats=256", "batch_size=16",
+SWEEP = ["model=transformer", "seed=0,1,2", "epochs_per_task=[1,4]", "task.repeats=128", "batch_size=16",
          "logger=none", "checkpoint_every_s=0"]
 
 
@@ -74,7 +74,7 @@ def test_a_killed_sweep_is_finished_and_its_jobs_rerun_and_resume_in_odd_paths(t
     out = run_cli("-m", *SWEEP, f"hydra.sweep.dir={whole}")
     assert out.returncode == 0, out.stderr
     jobs = sorted(p.name for p in whole.iterdir() if p.is_dir())
-    assert jobs[1] == "1_batch_size=16,checkpoint_every_s=0,epochs_per_task=[1,4],logger=none,model=transformer,seed=1,task.repeats=256"
+    assert jobs[1] == "1_batch_size=16,checkpoint_every_s=0,epochs_per_task=[1,4],logger=none,model=transformer,seed=1,task.repeats=128"
 
     killed = tmp_path / ODD / "sweep"
     killed.mkdir(parents=True)
@@ -149,3 +149,23 @@ def test_a_sweep_with_a_failed_job_exits_1_after_running_every_job_and_summarisi
     (good,) = tmp_path.glob("1_*")
     assert _results(good)["status"] == "complete"
     assert "1 finished runs, 1 failed" in (tmp_path / "summary.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_trial_of_an_optuna_search_reruns_and_the_search_finishes(tmp_path):
+    search = tmp_path / "optuna"
+    optuna = run_cli("hparams_search=optuna_rates", "hydra.sweeper.n_trials=2", "epochs_per_task=1", "logger=none",
+                     f"hydra.sweep.dir={search}")
+    assert optuna.returncode == 0, optuna.stderr
+    rerun = _script("rerun.py", next(search.glob("0_*")))
+    assert rerun.returncode == 0, rerun.stderr
+    assert "identical: the accuracy matrix" in rerun.stdout
+    # The last trial as if the search had been killed before it: the seeded sampler, fed the same
+    # results, proposes the same trial again.
+    (last,) = search.glob("1_*")
+    saved = _results(last)
+    shutil.rmtree(last)
+    finished = _script("resume.py", search)
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.count("already complete, left as it is") == 1
+    assert _results(last)["accuracy_matrix"] == saved["accuracy_matrix"]

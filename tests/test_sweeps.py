@@ -40,7 +40,7 @@ def _matrix(run_dir):
 
 
 @pytest.mark.slow
-def test_no_state_leaks_between_jobs_with_either_launcher(tmp_path):
+def test_no_state_leaks_between_jobs_with_either_launcher_and_a_joblib_job_reruns(tmp_path):
     job = ["model=transformer", "epochs_per_task=2"]  # dropout: the most RNG-sensitive model
     alone = run_cli(*job, "seed=1", f"hydra.run.dir={tmp_path / 'alone'}")
     assert alone.returncode == 0, alone.stderr
@@ -49,6 +49,8 @@ def test_no_state_leaks_between_jobs_with_either_launcher(tmp_path):
         assert out.returncode == 0, out.stderr
         (second,) = (tmp_path / launcher).glob("1_*")
         assert _matrix(second) == _matrix(tmp_path / "alone"), launcher
+    rerun = subprocess.run([sys.executable, str(REPO / "scripts" / "rerun.py"), str(second)], capture_output=True, text=True)
+    assert rerun.returncode == 0 and "identical: the accuracy matrix" in rerun.stdout, rerun.stderr  # a joblib job
 
 
 @pytest.mark.slow
