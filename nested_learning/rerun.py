@@ -9,6 +9,7 @@ matrix must equal the saved one exactly.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -25,15 +26,34 @@ def saved_config_dir(run_dir: Path) -> Path:
     return config.parent
 
 
-def rerun_command(run_dir: Path, new_dir: Path, overrides: list[str], resume: bool = False) -> list[str]:
-    """The train command that replays run_dir's saved config (into new_dir, or into run_dir to resume)."""
-    command = [
-        sys.executable, "-m", "nested_learning.train",
+# Directories reach Hydra through the environment, never through its override grammar: job
+# directories are named after their overrides ("0_model=hope,seed=1"), and `=`, `,`, quotes and
+# brackets in an override's value need quoting that Hydra's grammar makes fragile.
+RUN_DIR_ENV = "NESTED_LEARNING_RUN_DIR"
+SWEEP_DIR_ENV = "NESTED_LEARNING_SWEEP_DIR"
+
+
+def train_command(args: list[str]) -> list[str]:
+    return [sys.executable, "-m", "nested_learning.train", *args]
+
+
+def with_dirs(run_dir: Path | None = None, sweep_dir: Path | None = None) -> dict[str, str]:
+    """The environment that `hydra.run.dir=${oc.env:...}` / `hydra.sweep.dir=${oc.env:...}` read."""
+    env = dict(os.environ)
+    for name, path in ((RUN_DIR_ENV, run_dir), (SWEEP_DIR_ENV, sweep_dir)):
+        if path is not None:
+            env[name] = str(Path(path).resolve())
+    return env
+
+
+def replay_command(run_dir: Path, overrides: list[str], resume: bool | str = False) -> list[str]:
+    """The train command that replays run_dir's saved config into $NESTED_LEARNING_RUN_DIR (see with_dirs)."""
+    return train_command([
         "--config-path", str(saved_config_dir(run_dir).resolve()), "--config-name", "config",
-        f"hydra.run.dir={new_dir}",
-    ]
-    # Explicit either way: a resumed run's saved config says resume=true.
-    return command + [f"resume={str(resume).lower()}"] + overrides
+        f"hydra.run.dir=${{oc.env:{RUN_DIR_ENV}}}",
+        # Explicit either way: a resumed run's saved config says resume=true.
+        f"resume={str(resume).lower()}", *overrides,
+    ])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,12 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         saved = load_results(args.run_dir)
         new_dir = args.run_dir / "reruns" / time.strftime("%Y-%m-%d_%H-%M-%S")
-        command = rerun_command(args.run_dir, new_dir, args.overrides)
+        command = replay_command(args.run_dir, args.overrides)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"re-running {args.run_dir} into {new_dir}", flush=True)
-    if subprocess.run(command).returncode != 0:
+    if subprocess.run(command, env=with_dirs(run_dir=new_dir)).returncode != 0:
         print(f"error: the re-run failed; see {new_dir}", file=sys.stderr)
         return 1
     fresh = load_results(new_dir)

@@ -7,12 +7,15 @@ measured so far and the torch RNG state that dropout draws from. The data order 
 (seed, epoch), so a resumed run repeats the epochs after its checkpoint exactly. Saving costs about
 as much as one epoch of a tiny model, hence the interval rather than every epoch.
 
-    python -m nested_learning.train --config-path $RUN/.hydra --config-name config hydra.run.dir=$RUN resume=true
+`resume=true` continues a run from its checkpoint; `resume=auto` (how a sweep is finished) leaves a
+complete run alone, continues an interrupted one from its checkpoint, and runs one that has none
+from the beginning.
 """
 from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,25 +23,75 @@ import pytorch_lightning as pl
 import torch
 
 from nested_learning.errors import UserError
+from nested_learning.results import RESULTS_FILE, load_results
 
 CHECKPOINT = Path("checkpoints") / "last.ckpt"
 
 
-def interrupted_run(run_dir: Path) -> dict[str, Any]:
-    """The results record of the run to resume; a finished run has nothing to resume."""
-    from nested_learning.results import load_results
+@dataclass
+class ResumePlan:
+    """What a run directory asks for, given the resume mode."""
 
+    complete: dict[str, Any] | None = None  # the saved record of a finished run: nothing to do
+    previous: dict[str, Any] | None = None  # the interrupted run's record, when there is one
+    checkpoint: Path | None = None  # continue from here
+    epoch: int = -1  # last epoch (0-based) the checkpoint finished
+    step: int = 0  # its global step
+
+    @property
+    def tensorboard_purge_step(self) -> int | None:
+        """Hide the events the killed run logged after its checkpoint (or all of them, when starting over)."""
+        if self.checkpoint is not None:
+            # The resumed run's first training step logs at the checkpoint's step, as the killed run did
+            # after saving; the evaluation logged there before saving is logged again (RetentionCallback).
+            return self.step
+        return 0 if self.previous is not None else None
+
+
+def finished_epochs(record: dict[str, Any]) -> int:
+    """Epochs a (possibly killed) run finished, from its progress record."""
+    return max((c["epoch"] + 1 for c in record.get("curves", [])), default=0)
+
+
+def plan_resume(run_dir: Path, mode: bool | str, checkpoint_every_s: float | None) -> ResumePlan:
+    if not mode:
+        return ResumePlan()
+    run_dir = Path(run_dir)
+    if mode == "auto" and not (run_dir / RESULTS_FILE).is_file():
+        return ResumePlan()  # never started (or killed before its first evaluation): run it
     saved = load_results(run_dir)
     if saved.get("status") == "complete":
+        if mode == "auto":
+            return ResumePlan(complete=saved)
         raise UserError(f"resume=true: the run in {run_dir} is complete; use scripts/rerun.py to run it again")
-    return saved
+    plan = ResumePlan(previous=saved)
+    path = run_dir / CHECKPOINT
+    if path.is_file():
+        state = torch.load(path, map_location="cpu", weights_only=False)  # our own file
+        plan.checkpoint, plan.epoch, plan.step = path, int(state["epoch"]), int(state["global_step"])
+    elif mode is True:
+        raise UserError(no_checkpoint_message(run_dir, saved, checkpoint_every_s))
+    return plan
 
 
-def checkpoint_to_resume(run_dir: Path) -> Path:
-    path = Path(run_dir) / CHECKPOINT
-    if not path.is_file():
-        raise UserError(f"resume=true: no checkpoint at {path}; resume needs a run directory whose run finished at least one epoch")
-    return path
+def no_checkpoint_message(run_dir: Path, saved: dict[str, Any], checkpoint_every_s: float | None) -> str:
+    done = finished_epochs(saved)
+    if checkpoint_every_s is None:
+        when = "checkpoints are off for it (checkpoint_every_s=null)"
+    else:
+        when = (f"it was stopped before its first checkpoint, which is written at the end of each task and, "
+                f"within a task, {checkpoint_every_s:g} s after the previous one (checkpoint_every_s)")
+    return (f"resume=true: {run_dir} has no checkpoint: {done} epoch(s) finished (results.json), but {when}; "
+            f"to run it again from the beginning in the same directory: python scripts/resume.py --restart {run_dir}")
+
+
+def describe_position(plan: ResumePlan, task_of_epoch: list[int], task_names: list[str]) -> str:
+    """E.g. 'after epoch 4 of 8 (Task_1: epoch 2 of 6), step 40'."""
+    task = task_of_epoch[plan.epoch]
+    first = task_of_epoch.index(task)
+    in_task = plan.epoch - first + 1
+    return (f"after epoch {plan.epoch + 1} of {len(task_of_epoch)} ({task_names[task]}: epoch {in_task} "
+            f"of {task_of_epoch.count(task)}), step {plan.step}")
 
 
 class EpochCheckpoint(pl.Callback):

@@ -59,15 +59,19 @@ class RetentionCallback(pl.Callback):
             curves=[],
             metrics=None,
         )
+        self.last_logged: tuple[int, dict[str, float]] = (-1, {})  # (step, values) of the latest evaluation
 
     def _evaluate_all(self, trainer: pl.Trainer, module: ContinualLM) -> tuple[list[float], list[float]]:
         dm: TaskSequenceDataModule = trainer.datamodule
         pairs = [module.evaluate(loader, self.count_padding) for loader in dm.eval_dataloaders()]
         return [a for a, _ in pairs], [loss for _, loss in pairs]
 
-    def _log(self, trainer: pl.Trainer, values: dict[str, float]) -> None:
+    def _log(self, trainer: pl.Trainer, values: dict[str, float], step: int | None = None) -> None:
+        step = trainer.global_step if step is None else step
+        last_step, last_values = self.last_logged
+        self.last_logged = (step, {**last_values, **values} if step == last_step else dict(values))
         for logger in trainer.loggers:
-            logger.log_metrics(values, step=trainer.global_step)
+            logger.log_metrics(values, step=step)
 
     def _log_curve_point(self, trainer: pl.Trainer, epoch: int, accs: list[float], losses: list[float]) -> None:
         names = trainer.datamodule.task_names
@@ -80,9 +84,10 @@ class RetentionCallback(pl.Callback):
     MEASURED = ("initial_accuracy", "initial_loss", "accuracy_matrix", "loss_matrix", "curves")
 
     def state_dict(self) -> dict[str, Any]:
-        return {key: self.result[key] for key in self.MEASURED}
+        return {**{key: self.result[key] for key in self.MEASURED}, "last_logged": self.last_logged}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.last_logged = state_dict.pop("last_logged", (-1, {}))
         self.result.update(state_dict)
         self.result["resumed"] = self.result.get("resumed", 0) + 1
 
@@ -90,7 +95,13 @@ class RetentionCallback(pl.Callback):
         dm: TaskSequenceDataModule = trainer.datamodule
         self.result.update(tasks=dm.task_names, heldout=[t.heldout for t in dm.sequence.tasks], epochs_per_task=dm.epochs)
         if self.result["initial_accuracy"]:
-            return  # resumed from a checkpoint: the untrained model was measured before the interruption
+            # Resumed from a checkpoint: the untrained model was measured before the interruption. TensorBoard
+            # hides what the killed run logged from the checkpoint's step on (resume.ResumePlan), and the
+            # resumed run logs again from that step, but not the evaluation that preceded the checkpoint.
+            step, values = self.last_logged
+            if values:
+                self._log(trainer, values, step)
+            return
         accs, losses = self._evaluate_all(trainer, pl_module)
         self.result.update(initial_accuracy=accs, initial_loss=losses)
         self._log_curve_point(trainer, -1, accs, losses)

@@ -67,6 +67,7 @@ CHECKS = (
     ("eval.count_padding", lambda v: isinstance(v, bool), "true or false"),
     ("eval.every_epoch", lambda v: isinstance(v, bool), "true or false"),
     ("objective.acc_floor", _is_number, "a number"),
+    ("resume", lambda v: isinstance(v, bool) or v == "auto", "true, false or auto"),
 )
 
 
@@ -90,8 +91,12 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 
 
-def build(cfg: DictConfig, run_dir: Path, record: dict[str, Any], print_table: bool = True):
-    """Instantiate data, network, module, callback, logger and trainer from a resolved config."""
+def build(cfg: DictConfig, run_dir: Path, record: dict[str, Any], print_table: bool = True, purge_step: int | None = None):
+    """Instantiate data, network, module, callback, logger and trainer from a resolved config.
+
+    `purge_step`: TensorBoard hides the events an interrupted run logged from this step on (0 when
+    it starts over; None for a new run).
+    """
     import pytorch_lightning as pl
     import torch
 
@@ -116,7 +121,9 @@ def build(cfg: DictConfig, run_dir: Path, record: dict[str, Any], print_table: b
     check_factory(optimizer)
     module = ContinualLM(net, optimizer, pad_id=datamodule.vocab.pad_id)
     retention = RetentionCallback(run_dir, record, cfg.eval.count_padding, cfg.eval.every_epoch, print_table)
-    logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    logger = False
+    if cfg.get("logger"):
+        logger = instantiate(cfg.logger, **({} if purge_step is None else {"purge_step": purge_step}))
     # The strategy's end-of-task work (e.g. EWC's Fisher) runs before the checkpoint that must keep it.
     callbacks: list[pl.Callback] = [retention, strategy]
     if cfg.reset_optimizer:
@@ -127,7 +134,7 @@ def build(cfg: DictConfig, run_dir: Path, record: dict[str, Any], print_table: b
         # after the retention callback, so a checkpoint holds the rows it just measured
         callbacks.append(EpochCheckpoint(run_dir, float(cfg.checkpoint_every_s)))
     trainer = instantiate(cfg.trainer, max_epochs=datamodule.total_epochs, logger=logger, callbacks=callbacks)
-    if logger:
+    if logger and not purge_step:  # a resumed run's HParams were logged, at step 0, before its checkpoint
         hparams = {"model": cfg.model.name, "strategy": cfg.strategy.name, "seed": int(cfg.seed), "lr": float(cfg.optimizer.lr)}
         hparams.update({f"rates/{k}": v for k, v in cfg.rates.items()})
         hparams["overrides"] = " ".join(record.get("overrides", []))
@@ -143,13 +150,15 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], print_table: bool 
     apply_model_overrides(cfg)
     OmegaConf.resolve(cfg)
     validate(cfg)
-    ckpt_path = None
-    if cfg.resume:
-        from nested_learning.resume import checkpoint_to_resume, interrupted_run
+    from nested_learning.resume import describe_position, finished_epochs, plan_resume
 
+    plan = plan_resume(run_dir, cfg.resume, cfg.checkpoint_every_s)
+    if plan.complete is not None:
+        print(f"{run_dir}: already complete, left as it is", flush=True)
+        return plan.complete
+    if plan.previous is not None:
         # The run is the one that was interrupted: keep its overrides (and so its group in a sweep).
-        overrides = interrupted_run(run_dir).get("overrides", overrides)
-        ckpt_path = checkpoint_to_resume(run_dir)
+        overrides = plan.previous.get("overrides", overrides)
     record = {
         "model": cfg.model.name,
         "seed": int(cfg.seed),
@@ -159,7 +168,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], print_table: bool 
         "provenance": provenance.collect(),
     }
     try:
-        trainer, module, datamodule, retention = build(cfg, run_dir, record, print_table)
+        trainer, module, datamodule, retention = build(cfg, run_dir, record, print_table, plan.tensorboard_purge_step)
     except InstantiationException as err:
         # Hydra wraps errors raised inside constructors; surface the user's mistake itself. A type or
         # value error there comes from a config value of the wrong kind (e.g. strategy.lam=abc).
@@ -169,8 +178,13 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], print_table: bool 
             where = str(err).splitlines()[0].rstrip(":")
             raise UserError(f"{where}: {type(err.__cause__).__name__}: {err.__cause__}; check that config's values") from None
         raise
+    if plan.checkpoint is not None:
+        print(f"resuming {run_dir} from its checkpoint {describe_position(plan, datamodule.task_of_epoch, datamodule.task_names)}", flush=True)
+    elif plan.previous is not None:
+        print(f"starting {run_dir} again from the beginning: it stopped after {finished_epochs(plan.previous)} "
+              "finished epoch(s), before its first checkpoint", flush=True)
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=plan.checkpoint)
     except BaseException as err:
         retention.fail(err)
         raise
@@ -183,7 +197,9 @@ def main(cfg: DictConfig) -> float | None:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     try:
-        result = run(cfg, run_dir, list(hydra_cfg.overrides.task), print_table=not multirun)
+        # How a run was started (resume=...) is no part of what it is: not in its record, label or directory name.
+        overrides = [o for o in hydra_cfg.overrides.task if o.split("=", 1)[0].lstrip("+~") != "resume"]
+        result = run(cfg, run_dir, overrides, print_table=not multirun)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         if multirun:

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, open_dict
 from nested_learning import metrics as M
 from nested_learning.data.datamodule import EpochShuffle, TaskSequenceDataModule
 from nested_learning.lit_module import token_accuracy
+from nested_learning.strategies.base import Naive
 from nested_learning.train import apply_model_overrides
 
 
@@ -30,7 +31,7 @@ def train_and_evaluate(cfg: DictConfig) -> list[list[float]]:
     apply_model_overrides(cfg)
     torch.set_num_threads(int(cfg.threads))
     torch.manual_seed(int(cfg.seed))
-    dm = TaskSequenceDataModule(instantiate(cfg.task, _convert_="all"), cfg.epochs_per_task, int(cfg.batch_size), int(cfg.seed))
+    dm = TaskSequenceDataModule(instantiate(cfg.task, _convert_="all"), cfg.epochs_per_task, int(cfg.batch_size), int(cfg.seed), Naive())
     net_cfg = {k: v for k, v in cfg.model.items() if k != "name"}
     net = instantiate(net_cfg, vocab_size=len(dm.vocab), max_len=dm.vocab.seq_len, _convert_="all")
     optimizer = torch.optim.Adam(net.parameters(), lr=float(cfg.optimizer.lr))

@@ -7,6 +7,7 @@ from nested_learning.data.tasks import from_sentences
 from nested_learning.data.vocab import Vocabulary
 from nested_learning.errors import UserError
 from nested_learning.lit_module import token_accuracy
+from nested_learning.strategies.base import Naive
 
 from .conftest import compose_config
 from hydra.utils import instantiate
@@ -60,7 +61,7 @@ def test_epochs_per_task_schedule_and_errors():
 
 
 def test_data_module_serves_the_task_of_the_epoch():
-    dm = TaskSequenceDataModule(commute(), [2, 3], batch_size=64, seed=0)
+    dm = TaskSequenceDataModule(commute(), [2, 3], batch_size=64, seed=0, strategy=Naive())
     assert dm.task_of_epoch == [0, 0, 1, 1, 1]
     assert dm.last_epoch_of_task == [1, 4]
     assert len(dm.train_sets[0]) == 4 * 32

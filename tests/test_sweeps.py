@@ -38,7 +38,7 @@ def _matrix(run_dir):
 
 
 @pytest.mark.slow
-def test_no_state_leaks_between_jobs_with_either_launcher(tmp_path):
+def test_no_state_leaks_between_jobs_with_either_launcher_and_a_joblib_job_reruns(tmp_path):
     job = ["model=transformer", "epochs_per_task=2"]  # dropout: the most RNG-sensitive model
     alone = run_cli(*job, "seed=1", f"hydra.run.dir={tmp_path / 'alone'}")
     assert alone.returncode == 0, alone.stderr
@@ -47,6 +47,8 @@ def test_no_state_leaks_between_jobs_with_either_launcher(tmp_path):
         assert out.returncode == 0, out.stderr
         (second,) = (tmp_path / launcher).glob("1_*")
         assert _matrix(second) == _matrix(tmp_path / "alone"), launcher
+    rerun = subprocess.run([sys.executable, str(REPO / "scripts" / "rerun.py"), str(second)], capture_output=True, text=True)
+    assert rerun.returncode == 0 and "identical: the accuracy matrix" in rerun.stdout, rerun.stderr  # a joblib job
 
 
 @pytest.mark.slow
@@ -65,16 +67,41 @@ def test_rerun_rejects_a_path_that_is_not_a_run(tmp_path):
     assert out.stderr.strip() == f"error: {tmp_path}: not a run directory (no results.json); give a directory written by nested_learning.train"
 
 
+def _tensorboard_scalars(run_dir):
+    """{(tag, step): [values]} as TensorBoard shows them: event files in order, and a run restarted at
+    step s (a SessionLog START, written by SummaryWriter(purge_step=s)) hides what came before from s on."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.compat.proto.event_pb2 import SessionLog
+    from tensorboard.util.tensor_util import make_ndarray
+
+    seen = {}
+    for path in sorted((run_dir / "tb").glob("events.out.tfevents.*")):
+        for event in EventFileLoader(str(path)).Load():
+            if event.HasField("session_log") and event.session_log.status == SessionLog.START:
+                seen = {key: values for key, values in seen.items() if key[1] < event.step}
+            for value in event.summary.value:  # the loader stores scalars as tensors of the scalars plugin
+                if value.metadata.plugin_data.plugin_name == "scalars":
+                    seen.setdefault((value.tag, event.step), []).append(float(make_ndarray(value.tensor)))
+    return seen
+
+
 @pytest.mark.slow
-def test_sigkill_in_second_task_then_resume_gives_the_same_matrix(tmp_path):
+def test_sigkill_in_second_task_then_resume_gives_the_same_matrix_and_tensorboard(tmp_path):
     # Enough data that an epoch lasts a fraction of a second, so the kill lands inside task 2.
-    job = ["model=transformer", "epochs_per_task=[2,6]", "task.repeats=512", "batch_size=16", "logger=none"]
+    job = ["model=transformer", "epochs_per_task=[2,6]", "task.repeats=256", "batch_size=16", "checkpoint_every_s=0"]
     assert run_cli(*job, f"hydra.run.dir={tmp_path / 'whole'}").returncode == 0
     killed = tmp_path / "killed"
     # before training + 4 epochs: two epochs into task 2 (of 6)
     interrupted = kill_when(job, killed, curves=5)
     assert interrupted["status"] == "running" and len(interrupted["accuracy_matrix"]) == 1
     assert_resume_matches(killed, tmp_path / "whole")
+    # TensorBoard: every step once, as in the uninterrupted run, though the killed run had logged past its checkpoint.
+    shown, straight = _tensorboard_scalars(killed), _tensorboard_scalars(tmp_path / "whole")
+    assert len(list((killed / "tb").glob("events.out.tfevents.*"))) == 2
+    assert [key for key, values in shown.items() if len(values) > 1] == []
+    assert shown.keys() == straight.keys()
+    last = max(step for tag, step in shown if tag == "train/loss")
+    assert shown[("train/loss", last)] == straight[("train/loss", last)]
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ Trainer must reload dataloaders every epoch (`reload_dataloaders_every_n_epochs=
 from __future__ import annotations
 
 import itertools
-from typing import Sequence
+from typing import Protocol, Sequence
 
 import pytorch_lightning as pl
 import torch
@@ -16,7 +16,12 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from nested_learning.data.tasks import TaskSequence
 from nested_learning.data.vocab import Vocabulary
 from nested_learning.errors import UserError
-from nested_learning.strategies.base import Naive, Strategy
+
+
+class ChoosesTrainingData(Protocol):
+    """What the data module asks of a strategy (strategies/base.py), which in turn knows this module."""
+
+    def train_loader(self, data: TaskSequenceDataModule, task: int, epoch: int) -> DataLoader: ...
 
 
 def epoch_schedule(epochs_per_task: int | Sequence[int], num_tasks: int) -> list[int]:
@@ -58,9 +63,9 @@ class TaskSequenceDataModule(pl.LightningDataModule):
         epochs_per_task: int | Sequence[int],
         batch_size: int,
         seed: int,
-        strategy: Strategy | None = None,
+        strategy: ChoosesTrainingData,
     ):
-        """`strategy` chooses each epoch's training data (see strategies/base.py); naive by default."""
+        """`strategy` chooses each epoch's training data (see strategies/base.py; `Naive()`: the current task's)."""
         super().__init__()
         if batch_size < 1:
             raise UserError(f"batch_size={batch_size}: must be an integer >= 1")
@@ -72,7 +77,7 @@ class TaskSequenceDataModule(pl.LightningDataModule):
         self.last_epoch_of_task = [e - 1 for e in itertools.accumulate(self.epochs)]
         self.batch_size = batch_size
         self.seed = seed
-        self.strategy = strategy or Naive()
+        self.strategy = strategy
         self.train_sets = [
             TensorDataset(*self.vocab.encode(task.train * sequence.repeats)) for task in sequence.tasks
         ]

@@ -1,0 +1,171 @@
+"""Rerun, resume and finish: on every directory the app writes, named with any character.
+
+Sweep job directories are named after their overrides ("0_model=hope,seed=1"); the user's own paths
+may hold spaces, quotes or brackets. The runs here are killed for real (SIGKILL) and compared with
+uninterrupted ones, matrix for matrix.
+"""
+import json
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from nested_learning.rerun import SWEEP_DIR_ENV, replay_command, with_dirs
+
+from .conftest import REPO, compose_config, run_cli
+
+ODD = "a b=c,d'e\"f[g]"  # every character Hydra's override grammar would need quoted
+
+
+def _results(run_dir: Path) -> dict:
+    return json.loads((run_dir / "results.json").read_text())
+
+
+def _script(name: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "scripts" / name), *map(str, args)], cwd=REPO, capture_output=True, text=True)
+
+
+def _kill_when(proc: subprocess.Popen, ready, timeout: float = 240) -> None:
+    """SIGKILL `proc` as soon as `ready()` holds (polled every 10 ms)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if ready():
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def _progress(run_dir: Path) -> dict | None:
+    try:
+        return json.loads((run_dir / "results.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+@pytest.mark.parametrize("char", [" ", "=", ",", "'", '"', "[", "]"])
+def test_a_saved_config_replays_into_a_directory_named_with(tmp_path, char):
+    """The saved config is read from, and the new run goes to, directories holding `char` (Hydra resolves it)."""
+    run_dir = tmp_path / f"run{char}1"
+    (run_dir / ".hydra").mkdir(parents=True)
+    OmegaConf.save(compose_config("model=hope"), run_dir / ".hydra" / "config.yaml")
+    new = run_dir / "reruns" / f"new{char}2"
+    command = replay_command(run_dir, []) + ["--cfg", "hydra", "--resolve", "--package", "hydra.run.dir"]
+    out = subprocess.run(command, env=with_dirs(run_dir=new), capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(new)
+
+
+# Transformer (dropout 0.1): a resumed run only matches if the RNG state is restored. Task 1's epochs
+# last long enough (a fraction of a second) for the kill to land inside them.
+SWEEP = ["model=transformer", "seed=0,1,2", "epochs_per_task=[1,4]", "task.repeats=128", "batch_size=16",
+         "logger=none", "checkpoint_every_s=0"]
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_is_finished_and_its_jobs_rerun_and_resume_in_odd_paths(tmp_path):
+    whole = tmp_path / "whole"
+    out = run_cli("-m", *SWEEP, f"hydra.sweep.dir={whole}")
+    assert out.returncode == 0, out.stderr
+    jobs = sorted(p.name for p in whole.iterdir() if p.is_dir())
+    assert jobs[1] == "1_batch_size=16,checkpoint_every_s=0,epochs_per_task=[1,4],logger=none,model=transformer,seed=1,task.repeats=128"
+
+    killed = tmp_path / ODD / "sweep"
+    killed.mkdir(parents=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nested_learning.train", "-m", *SWEEP, f"hydra.sweep.dir=${{oc.env:{SWEEP_DIR_ENV}}}"],
+        cwd=REPO, env=with_dirs(sweep_dir=killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    # In the second job, two epochs into the second task: its checkpoint is from inside that task.
+    _kill_when(proc, lambda: len((_progress(killed / jobs[1]) or {}).get("curves", [])) >= 4)
+    assert _results(killed / jobs[0])["status"] == "complete"
+    cut = _results(killed / jobs[1])
+    assert cut["status"] == "running" and len(cut["accuracy_matrix"]) == 1, "the kill missed the second task"
+    assert not (killed / jobs[2] / "results.json").exists()
+    finished_job = (killed / jobs[0] / "results.json").read_bytes()
+    copy = tmp_path / ODD / "copy"
+    shutil.copytree(killed, copy)
+
+    # One job, resumed in place.
+    resumed = _script("resume.py", killed / jobs[1])
+    assert resumed.returncode == 0, resumed.stderr
+    assert re.search(r"from its checkpoint after epoch [2-4] of 5 \(Task_1: epoch [1-3] of 4\), step \d+", resumed.stdout)
+    for key in ("accuracy_matrix", "loss_matrix"):
+        assert _results(killed / jobs[1])[key] == _results(whole / jobs[1])[key], key
+
+    # The whole sweep, finished: the finished job untouched, the cut one resumed, the last one run.
+    finished = _script("resume.py", copy)
+    assert finished.returncode == 0, finished.stderr
+    assert (copy / jobs[0] / "results.json").read_bytes() == finished_job
+    assert "already complete, left as it is" in finished.stdout
+    for job in jobs:
+        for key in ("accuracy_matrix", "loss_matrix"):
+            assert _results(copy / job)[key] == _results(whole / job)[key], (job, key)
+    assert _results(copy / jobs[1])["resumed"] == 1 and "resumed" not in _results(copy / jobs[2])
+    assert "3 finished runs, 0 failed" in (copy / "summary.md").read_text()
+
+    # A job of the odd sweep, re-run from its saved config.
+    rerun = _script("rerun.py", copy / jobs[2])
+    assert rerun.returncode == 0, rerun.stderr
+    assert "identical: the accuracy matrix" in rerun.stdout
+
+
+@pytest.mark.slow
+def test_a_run_killed_before_its_first_checkpoint_says_so_and_restarts(tmp_path):
+    job = ["model=transformer", "epochs_per_task=[3,1]", "task.repeats=256", "batch_size=16", "logger=none"]
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "nested_learning.train", *job, f"hydra.run.dir={killed}"],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _kill_when(proc, lambda: len((_progress(killed) or {}).get("curves", [])) >= 2)  # an epoch of three in Task_0
+    assert not (killed / "checkpoints").exists()
+    done = len(_results(killed)["curves"]) - 1
+    out = _script("resume.py", killed)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1] == (
+        f"error: resume=true: {killed} has no checkpoint: {done} epoch(s) finished (results.json), but it was "
+        "stopped before its first checkpoint, which is written at the end of each task and, within a task, 30 s "
+        "after the previous one (checkpoint_every_s); to run it again from the beginning in the same directory: "
+        f"python scripts/resume.py --restart {killed}"
+    )
+    restarted = _script("resume.py", "--restart", killed)
+    assert restarted.returncode == 0, restarted.stderr
+    assert f"starting {killed} again from the beginning: it stopped after {done} finished epoch(s)" in restarted.stdout
+    whole = tmp_path / "whole"
+    assert run_cli(*job, f"hydra.run.dir={whole}").returncode == 0
+    assert _results(killed)["accuracy_matrix"] == _results(whole)["accuracy_matrix"]
+
+
+@pytest.mark.slow
+def test_a_sweep_with_a_failed_job_exits_1_after_running_every_job_and_summarising(tmp_path):
+    out = run_cli("-m", "model=hope", "optimizer.lr=-1,1e-3", "epochs_per_task=1", "logger=none", f"hydra.sweep.dir={tmp_path}")
+    assert out.returncode == 1
+    assert "1 of 2 jobs failed or did not finish: exit status 1" in out.stdout
+    (good,) = tmp_path.glob("1_*")
+    assert _results(good)["status"] == "complete"
+    assert "1 finished runs, 1 failed" in (tmp_path / "summary.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_trial_of_an_optuna_search_reruns_and_the_search_finishes(tmp_path):
+    search = tmp_path / "optuna"
+    optuna = run_cli("hparams_search=optuna_rates", "hydra.sweeper.n_trials=2", "epochs_per_task=1", "logger=none",
+                     f"hydra.sweep.dir={search}")
+    assert optuna.returncode == 0, optuna.stderr
+    rerun = _script("rerun.py", next(search.glob("0_*")))
+    assert rerun.returncode == 0, rerun.stderr
+    assert "identical: the accuracy matrix" in rerun.stdout
+    # The last trial as if the search had been killed before it: the seeded sampler, fed the same
+    # results, proposes the same trial again.
+    (last,) = search.glob("1_*")
+    saved = _results(last)
+    shutil.rmtree(last)
+    finished = _script("resume.py", search)
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.count("already complete, left as it is") == 1
+    assert _results(last)["accuracy_matrix"] == saved["accuracy_matrix"]

@@ -1,0 +1,44 @@
+"""The Slurm launcher against a real cluster (CI starts a one-node one with .ci/start_slurm.sh)."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import REPO, run_cli
+
+
+def _needs_slurm() -> None:
+    if shutil.which("sinfo"):
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail("CI=true but Slurm is absent (no sinfo on PATH): .ci/run starts it with .ci/start_slurm.sh")
+    pytest.skip("no Slurm cluster here (no sinfo on PATH); `sudo .ci/start_slurm.sh` starts a one-node one")
+
+
+def _results(run_dir):
+    return json.loads((run_dir / "results.json").read_text())
+
+
+@pytest.mark.slow
+def test_a_slurm_sweep_gives_the_basic_launchers_matrices_and_its_jobs_rerun(tmp_path):
+    _needs_slurm()
+    sweep = ["model=transformer", "seed=0,1", "epochs_per_task=2", "logger=none"]
+    basic = run_cli("-m", *sweep, f"hydra.sweep.dir={tmp_path / 'basic'}")
+    assert basic.returncode == 0, basic.stderr
+    slurm = run_cli("-m", *sweep, "hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2",
+                    f"hydra.sweep.dir={tmp_path / 'slurm'}", timeout=600)
+    assert slurm.returncode == 0, slurm.stderr
+    jobs = sorted(p.name for p in (tmp_path / "basic").glob("[0-9]_*"))
+    assert sorted(p.name for p in (tmp_path / "slurm").glob("[0-9]_*")) == jobs and len(jobs) == 2
+    assert list((tmp_path / "slurm" / ".submitit").glob("*/*_log.out")), "the jobs did not run through Slurm"
+    for job in jobs:
+        for key in ("accuracy_matrix", "loss_matrix"):
+            assert _results(tmp_path / "slurm" / job)[key] == _results(tmp_path / "basic" / job)[key], (job, key)
+    assert (tmp_path / "slurm" / "summary.md").is_file()
+    rerun = subprocess.run([sys.executable, str(REPO / "scripts" / "rerun.py"), str(tmp_path / "slurm" / jobs[1])],
+                           capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "identical: the accuracy matrix" in rerun.stdout
