@@ -25,9 +25,9 @@ def test_slurm_launcher_config_composes():
 def test_optuna_search_config_composes():
     cfg = compose_with_hydra("hparams_search=optuna_rates")
     assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper")
-    assert cfg.hydra.sweeper.storage is None and cfg.hydra.sweeper.direction == "minimize"
+    assert cfg.hydra.sweeper.storage is None and list(cfg.hydra.sweeper.direction) == ["maximize", "minimize"]
     assert set(cfg.hydra.sweeper.params) == {"rates.fast", "rates.medium", "rates.slow"}
-    assert cfg.objective.acc_floor == 0.5
+    assert list(cfg.objective) == ["acc", "forgetting"]
 
 
 def test_rate_sweep_is_a_27_point_grid_with_seeds():
