@@ -58,9 +58,20 @@ def load_sweep(sweep_dir: str | Path) -> Sweep:
     return sweep
 
 
+def _short_number(override: str) -> str:
+    """key=0.6841694527491273 -> key=0.6842: Optuna's sampled values, readable in every report."""
+    key, sep, value = override.partition("=")
+    try:
+        number = float(value)
+    except ValueError:
+        return override
+    return f"{key}={number:.4g}" if sep and "." in value and len(value) > 6 else override
+
+
 def setting_label(result: dict[str, Any]) -> str:
-    """The run's command-line overrides minus the seed: runs with equal labels differ only by seed."""
-    kept = [o for o in result.get("overrides", []) if not o.split("=", 1)[0].lstrip("+~") == "seed"]
+    """The run's command-line overrides minus the seed (floats to 4 significant digits): runs with
+    equal labels differ only by seed."""
+    kept = [_short_number(o) for o in result.get("overrides", []) if not o.split("=", 1)[0].lstrip("+~") == "seed"]
     if not any(o.startswith("model=") for o in kept):
         kept.insert(0, f"model={result['model']}")
     return " ".join(kept)
