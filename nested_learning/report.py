@@ -119,7 +119,7 @@ def print_comparison(runs: list[dict[str, Any]], failures: list[tuple[str, str]]
         single = bool((table_of["n"] == 1).all())
         if single and len(runs) <= MAX_TABLES:
             for label, (run,) in groups.items():
-                print_result(run, console, label)
+                print_result(run, console, label if label != f"model={run['model']}" else None)  # the title names the model
         many = len(table_of) > 2
         side = Table(title="CONTINUAL LEARNING SUMMARY" + ("" if single else "  (mean ± std [95% CI, Student t])"),
                      caption=None if single else CLIPPED_NOTE, caption_justify="left")
