@@ -1,6 +1,7 @@
 """Sweep summaries: statistics by hand, failed jobs listed, files written, the sweeper's objective."""
 import json
 import math
+import re
 
 import pytest
 
@@ -171,3 +172,29 @@ def test_undefined_metrics_and_text_axes_do_not_crash_the_summary(tmp_path):
         (tmp_path / str(i) / "results.json").write_text(json.dumps(run))
     written = write_summary(tmp_path, load_sweep(tmp_path), axes=("model.name", "seed"), reference="hope")
     assert "summary_heatmap.png" in {p.name for p in written}
+
+
+def test_console_summary_keeps_each_interval_on_one_line(tmp_path):
+    def long(g):  # as Optuna samples them
+        return (f"rates.fast=0.{g + 4}841694527491273", f"rates.medium=0.{g + 1}2879734159310489", f"rates.slow=0.0{g + 1}0570046446158271")
+
+    runs = [_run("hope", s, 0.1 * s + 0.01 * g, extra=long(g)) for g in range(3) for s in (0, 1)]
+    _write_jobs(tmp_path, runs)
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "summarize.py"), str(tmp_path)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    cell = r"[+-]?\d\.\d{3} ± \d\.\d{3} \[[+-]?\d\.\d{3}, [+-]?\d\.\d{3}\]"
+    assert len(re.findall(cell, out.stdout)) == 3 * 4  # three groups, four metrics, no cell split across lines
+    assert "rates.fast=0.4842" in out.stdout and "0.4841694527491273" not in out.stdout
+
+
+def test_plot_baselines_writes_into_the_sweep_directory_by_default(tmp_path):
+    runs = [{**_run(m, s, 0.1), "strategy": {"name": st}} for m in ("hope", "rnn") for st in ("naive", "replay") for s in (0, 1)]
+    for run in runs:
+        run["overrides"].append(f"strategy={run['strategy']['name']}")
+    _write_jobs(tmp_path, runs)
+    figure = REPO / "docs" / "baselines.png"
+    before = figure.stat().st_mtime_ns
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "plot_baselines.py"), str(tmp_path)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"wrote {tmp_path / 'baselines.png'}"
+    assert (tmp_path / "baselines.png").stat().st_size > 0 and figure.stat().st_mtime_ns == before
