@@ -119,8 +119,12 @@ def constructor_errors() -> Iterator[None]:
         raise
 
 
-def build(cfg: DictConfig, sequence: Any, run_dir: Path, record: dict[str, Any], print_table: bool = True, progress: bool = False):
-    """Instantiate data, network, module, callbacks, logger and trainer from a resolved config and its task sequence."""
+def build(cfg: DictConfig, run_dir: Path, record: dict[str, Any], print_table: bool = True, progress: bool = False,
+          sequence: Any = None):
+    """Instantiate data, network, module, callbacks, logger and trainer from a resolved config.
+
+    `sequence`: the config's task sequence when the caller has built it already (run() does, to check it early).
+    """
     import pytorch_lightning as pl
     import torch
 
@@ -132,6 +136,8 @@ def build(cfg: DictConfig, sequence: Any, run_dir: Path, record: dict[str, Any],
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    if sequence is None:
+        sequence = instantiate(cfg.task, _convert_="all")
     strategy_cfg = {k: v for k, v in cfg.strategy.items() if k != "name"}
     strategy = instantiate(strategy_cfg, _convert_="all")
     # Stated apart from `config` so a reader of results.json sees at once how the model was trained.
@@ -199,7 +205,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], print_table: bool 
     log.info("%s on %s (%s), seed %s, epochs per task %s; writing to %s", cfg.model.name, cfg.task.name,
              ", ".join(t.name for t in sequence.tasks), cfg.seed, cfg.epochs_per_task, run_dir)
     with constructor_errors():
-        trainer, module, datamodule, retention = build(cfg, sequence, run_dir, record, print_table, progress)
+        trainer, module, datamodule, retention = build(cfg, run_dir, record, print_table, progress, sequence)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     except BaseException as err:
