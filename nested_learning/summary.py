@@ -261,8 +261,15 @@ def reference_differences(runs: list[dict[str, Any]], reference_model: str) -> p
     return pd.DataFrame(rows)
 
 
-def models_in(runs: list[dict[str, Any]]) -> list[str]:
-    return sorted({r["model"] for r in runs})
+def missing_reference(runs: list[dict[str, Any]], reference: str) -> str | None:
+    """Why no difference to `reference` (a model name, or key=option) can be computed, or None if some run has it."""
+    key, _, option = reference.rpartition("=")
+    key = key or "model"
+    labels = [setting_label(r).split() for r in runs]
+    if any(f"{key}={option}" in label for label in labels):
+        return None
+    present = sorted({o.split("=", 1)[1] for label in labels for o in label if o.startswith(f"{key}=")})
+    return f"no run with {key}={option} in the sweep; {key} here: {', '.join(present) or 'not varied'}"
 
 
 CSV_FLOATS = "%.6f"  # six decimals: accuracies are ratios of a few hundred tokens; beyond that is rounding noise
@@ -302,8 +309,9 @@ def write_summary(
     if not table.empty:
         lines += [readable(table).to_markdown(index=False), ""]
     if reference and sweep.runs:
-        if reference not in models_in(sweep.runs):
-            lines += [f"No difference to model={reference}: no run of that model here (models: {', '.join(models_in(sweep.runs))}).", ""]
+        missing = missing_reference(sweep.runs, reference)
+        if missing:
+            lines += [f"No difference to {reference}: {missing}.", ""]
         diffs = reference_differences(sweep.runs, reference)
         if not diffs.empty:
             def reference_csv() -> list[Path]:

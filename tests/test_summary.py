@@ -157,7 +157,7 @@ def test_summarize_names_a_reference_model_that_is_not_in_the_sweep(tmp_path):
     out = subprocess.run([sys.executable, str(REPO / "scripts" / "summarize.py"), str(tmp_path), "--reference", "transformer"],
                          capture_output=True, text=True)
     assert out.returncode == 2
-    assert out.stderr.strip() == "error: --reference transformer: no run of that model in the sweep; models here: hope"
+    assert out.stderr.strip() == "error: --reference transformer: no run with model=transformer in the sweep; model here: hope"
     assert not (tmp_path / "summary.md").exists()
 
 
