@@ -32,6 +32,7 @@ class ContinualLM(pl.LightningModule):
         self.net = net
         self.optimizer_factory = optimizer
         self.pad_id = pad_id
+        self.last_loss: float | None = None  # the latest training loss, for the progress bar
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.net(tokens)  # (B, T, V)
@@ -54,9 +55,9 @@ class ContinualLM(pl.LightningModule):
                 f"training loss is {total.item()} at step {self.global_step} ({task}); "
                 f"lower optimizer.lr (now {lr}) or check the data"
             )
+        value = self.last_loss = loss.item()
         if self.logger is not None:
             # Straight to the logger: Lightning's self.log bookkeeping cost more than a tiny model's step.
-            value = loss.item()
             values = {"train/loss": value, f"train/loss/{task}": value}
             if extra is not None:
                 values["train/strategy_term"] = extra.item()

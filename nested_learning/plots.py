@@ -1,4 +1,4 @@
-"""Figures: the accuracy matrix as a heatmap."""
+"""Figures: the accuracy matrix as a heatmap; a sweep over two config axes as a heatmap (a grid) or a scatter."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -37,20 +37,22 @@ def _tick(value: object) -> str:
     return f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
 
 
-def sweep_heatmap_figure(tables: dict, x: str, y: str) -> plt.Figure:
-    """One annotated heatmap per metric over two config axes (each cell: mean over the other axes and seeds).
+def _metric_colours(metric: str, values: np.ndarray) -> tuple[str, float, float, str]:
+    """Fixed scales, so colours compare across sweeps: accuracy on [0, 1]; signed metrics (forgetting)
+    on a diverging map centred at 0, white meaning "no change". (colormap, low, high, number format)"""
+    if metric == "acc":
+        return "viridis", 0.0, 1.0, ".3f"
+    finite = values[np.isfinite(values)]
+    bound = max(0.05, float(np.abs(finite).max())) if finite.size else 0.05
+    return "RdBu_r", -bound, bound, "+.3f"
 
-    Fixed scales, so colours compare across sweeps: accuracy on [0, 1]; signed metrics (forgetting)
-    on a diverging map centred at 0, white meaning "no change".
-    """
+
+def sweep_heatmap_figure(tables: dict, x: str, y: str) -> plt.Figure:
+    """One annotated heatmap per metric over two config axes (each cell: mean over the other axes and seeds)."""
     fig, axes = plt.subplots(1, len(tables), figsize=(4.6 * len(tables), 4.0), squeeze=False)
     for ax, (metric, table) in zip(axes[0], tables.items()):
         values = table.to_numpy(dtype=float)
-        if metric == "acc":
-            cmap, low, high, fmt = "viridis", 0.0, 1.0, ".3f"
-        else:
-            bound = max(0.05, float(np.nanmax(np.abs(values))))
-            cmap, low, high, fmt = "RdBu_r", -bound, bound, "+.3f"
+        cmap, low, high, fmt = _metric_colours(metric, values)
         image = ax.imshow(values, cmap=cmap, vmin=low, vmax=high, aspect="auto")
         ax.set_xticks(range(values.shape[1]), [_tick(v) for v in table.columns])
         ax.set_yticks(range(values.shape[0]), [_tick(v) for v in table.index])
@@ -63,5 +65,33 @@ def sweep_heatmap_figure(tables: dict, x: str, y: str) -> plt.Figure:
                 r, g, b, _ = image.cmap(image.norm(values[j, i]))
                 ink = "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
                 ax.text(i, j, f"{values[j, i]:{fmt}}", ha="center", va="center", fontsize=8, color=ink)
+    fig.tight_layout()
+    return fig
+
+
+def _spans_decades(values: Sequence[object]) -> bool:
+    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return len(numbers) == len(values) and min(numbers) > 0 and max(numbers) / min(numbers) >= 20
+
+
+def sweep_scatter_figure(xs: Sequence[object], ys: Sequence[object], values: dict[str, Sequence[float]], x: str, y: str) -> plt.Figure:
+    """One scatter per metric: every run at its (x, y) config values, coloured by the metric.
+
+    For axes sampled rather than gridded (Optuna's continuous rates), where a heatmap would be a
+    mostly empty grid with one tick label per run. An axis spanning 20x or more is drawn on a log scale.
+    """
+    fig, axes = plt.subplots(1, len(values), figsize=(4.8 * len(values), 4.0), squeeze=False)
+    for ax, (metric, metric_values) in zip(axes[0], values.items()):
+        v = np.asarray([np.nan if m is None else m for m in metric_values], dtype=float)
+        cmap, low, high, _ = _metric_colours(metric, v)
+        points = ax.scatter(xs, ys, c=v, cmap=cmap, vmin=low, vmax=high, s=40, edgecolors="black", linewidths=0.4)
+        if _spans_decades(xs):
+            ax.set_xscale("log")
+        if _spans_decades(ys):
+            ax.set_yscale("log")
+        ax.set_xlabel(x)
+        ax.set_ylabel(y)
+        ax.set_title(f"{metric}, one point per run", fontsize=10)
+        fig.colorbar(points, ax=ax)
     fig.tight_layout()
     return fig

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 from nested_learning import metrics as M
@@ -81,9 +82,13 @@ LEGEND = (
 )
 
 
-def print_result(result: dict[str, Any], console: Console | None = None) -> None:
+def print_result(result: dict[str, Any], console: Console | None = None, label: str | None = None) -> None:
+    """The retention table of one run; `label` names it among others (its settings or job)."""
     console = console or make_console()
-    console.print(retention_table(result))
+    table = retention_table(result)
+    if label:
+        table.title = f"{table.title}\n{label}"
+    console.print(table)
     console.print(metrics_line(result))
     console.print(f"[dim]{LEGEND}[/]")
 
@@ -102,48 +107,73 @@ def verdict(names: Sequence[str], forgetting: Sequence[float], spread_overlaps: 
 MAX_TABLES = 4  # a comparison of a few runs shows each one's retention table; a search or grid does not
 
 
+def summary_table(table_of: Any, groups: dict[str, list[dict[str, Any]]], single: bool, many: bool) -> Table:
+    """The groups side by side: one "mean ± std [95% CI]" cell per metric (the mean alone for one seed)."""
+    from nested_learning.summary import CLIPPED_NOTE, METRICS, format_mean_ci
+
+    rows = []
+    for _, row in table_of.iterrows():
+        cells = [row["group"], str(row["n"])] + [format_mean_ci(row, m) for m in METRICS]
+        if single:
+            cells.append(f"{groups[row['group']][0]['final_minus_first'][0]:+.3f}")
+        if many:
+            cells.append("yes" if row["pareto"] else "")
+        rows.append(cells)
+    side = Table(title="CONTINUAL LEARNING SUMMARY" + ("" if single else "  (mean ± std [95% CI, Student t])"),
+                 caption=None if single else CLIPPED_NOTE, caption_justify="left")
+    # Labels wrap between overrides, never inside one; a metric cell never wraps (it would split an interval).
+    side.add_column("Runs", min_width=max(len(word) for label in groups for word in label.split()))
+    side.add_column("n", justify="right")
+    for i, metric in enumerate(METRICS, start=2):
+        side.add_column(metric.upper() if metric != "forgetting" else "Forgetting", justify="right", no_wrap=True,
+                        min_width=max(len(cells[i]) for cells in rows))
+    if single:
+        side.add_column("Final - first, first task (seed)", justify="right")
+    if many:
+        side.add_column("Pareto", justify="center")
+    for cells in rows:
+        side.add_row(*cells)
+    return side
+
+
+def print_unbroken(table: Table, console: Console) -> None:
+    """Print at the table's minimum width even past a narrow terminal's: the terminal folds long lines,
+    where rich would otherwise cut numbers to "…"."""
+    needed = Measurement.get(console, console.options.update(max_width=10_000), table).minimum
+    terminal_width = console.width
+    console.width = max(terminal_width, needed)
+    console.print(table, crop=False)
+    console.width = terminal_width
+
+
 def print_comparison(runs: list[dict[str, Any]], failures: list[tuple[str, str]], console: Console | None = None) -> None:
     """The end of a sweep: each single run's retention table, then the groups side by side."""
-    from nested_learning.summary import aggregate, difference_interval, format_mean_ci, group_label, short_labels
+    from nested_learning.summary import aggregate, difference_interval, group_runs
 
     console = console or make_console()
     if not runs:
         console.print("[red]No run finished: nothing to compare.[/]")
-    table_of = aggregate(runs) if runs else None
-    labels = short_labels(list(table_of["group"])) if table_of is not None else {}
-    single = table_of is not None and bool((table_of["n"] == 1).all())
-    if single and len(runs) <= MAX_TABLES:
-        for run in runs:
-            print_result(run, console)
-    if table_of is not None:
-        side = Table(title="CONTINUAL LEARNING SUMMARY" + ("" if single else "  (mean ± std [95% CI, Student t])"))
-        side.add_column("Runs")
-        side.add_column("n", justify="right")
-        for metric in ("acc", "bwt", "fwt", "forgetting"):
-            side.add_column(metric.upper() if metric != "forgetting" else "Forgetting", justify="right")
-        if single:
-            side.add_column("Final - first, first task (seed)", justify="right")
-        for _, row in table_of.iterrows():
-            cells = [labels[row["group"]], str(row["n"])] + [format_mean_ci(row, m) for m in ("acc", "bwt", "fwt", "forgetting")]
-            if single:
-                run = next(r for r in runs if group_label(r) == row["group"])
-                cells.append(f"{run['final_minus_first'][0]:+.3f}")
-            side.add_row(*cells)
-        console.print(side)
+    else:
+        groups = group_runs(runs)
+        table_of = aggregate(runs)
+        single = bool((table_of["n"] == 1).all())
+        if single and len(runs) <= MAX_TABLES:
+            for label, (run,) in groups.items():
+                print_result(run, console, label if label != f"model={run['model']}" else None)  # the title names the model
+        many = len(table_of) > 2
+        print_unbroken(summary_table(table_of, groups, single, many), console)
+        if many:
+            console.print("[dim]Pareto: no other row has both higher-or-equal ACC and lower-or-equal forgetting.[/]")
         # A verdict only for a pair: with many groups, "the lowest of 35 means" reads as a finding when
         # it is not one (no correction for multiple comparisons); summary.md has the differences.
         if len(table_of) == 2 and table_of["forgetting_mean"].notna().all():
             overlaps = False
+            labels = list(table_of["group"])
             if not single:
-                groups = list(table_of["group"])
-                members = [[r for r in runs if group_label(r) == g] for g in groups]
-                diff, low, high, how = difference_interval(members[0], members[1], "forgetting")
-                console.print(
-                    f"Forgetting difference ({labels[groups[0]]}) - ({labels[groups[1]]}): "
-                    f"{diff:+.3f} [95% CI {low:+.3f}, {high:+.3f}; {how}]"
-                )
+                diff, low, high, how = difference_interval(groups[labels[0]], groups[labels[1]], "forgetting")
+                console.print(f"Forgetting difference ({labels[0]}) - ({labels[1]}): {diff:+.3f} [95% CI {low:+.3f}, {high:+.3f}; {how}]")
                 overlaps = bool(low <= 0 <= high)
-            console.print(verdict([labels[g] for g in table_of["group"]], list(table_of["forgetting_mean"]), overlaps))
+            console.print(verdict(labels, list(table_of["forgetting_mean"]), overlaps))
             if single:
                 console.print("[dim]One seed per setting: run several seeds (e.g. experiment=fair) before concluding.[/]")
     for job, why in failures:

@@ -8,6 +8,7 @@ keeps the rows already measured.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,10 @@ from nested_learning import metrics as M
 from nested_learning.data.datamodule import TaskSequenceDataModule
 from nested_learning.lit_module import ContinualLM
 from nested_learning.plots import accuracy_matrix_figure
-from nested_learning.report import make_console, print_result
+from nested_learning.report import make_console, metrics_line, print_result
 from nested_learning.results import write_results
+
+log = logging.getLogger(__name__)
 
 METRIC_DEFINITIONS = {
     "acc": "1/T sum_j R[T-1][j]",
@@ -123,10 +126,12 @@ class RetentionCallback(pl.Callback):
             self.result["accuracy_matrix"].append(accs)
             self.result["loss_matrix"].append(losses)
             self._log(trainer, {f"retention/after_{dm.task_names[i]}/{n}": a for n, a in zip(dm.task_names, accs)})
-            self.console.print(
-                f"[bold]{self.result['model']}[/] finished {dm.task_names[i]} ({i + 1}/{len(dm.task_names)}, "
-                f"step {trainer.global_step}): accuracy on it {accs[i]:.3f}, mean over all tasks {sum(accs) / len(accs):.3f}"
+            progress = (
+                f"finished {dm.task_names[i]} ({i + 1}/{len(dm.task_names)}, step {trainer.global_step}): "
+                f"accuracy on it {accs[i]:.3f}, mean over all tasks {sum(accs) / len(accs):.3f}"
             )
+            self.console.print(f"[bold]{self.result['model']}[/] {progress}")
+            log.info("%s %s", self.result["model"], progress)  # train.log keeps the run's progress too
         # Every evaluated epoch: results.json doubles as a progress record. A finished task's row is
         # written durably, except the last one, which on_train_end writes durably with the metrics.
         self.write(durable=task_end and epoch < dm.total_epochs - 1)
@@ -145,13 +150,18 @@ class RetentionCallback(pl.Callback):
         self.result["status"] = "complete"
         self.write()
         self._log_summary(trainer)
+        log.info("%s: %s", self.result["model"], metrics_line(self.result))
         if self.print_table:
             print_result(self.result, self.console)
 
     def _log_summary(self, trainer: pl.Trainer) -> None:
         metrics = {f"hp/{k}": v for k, v in self.result["metrics"].items() if v is not None}
-        self._log(trainer, metrics)
         for logger in trainer.loggers:
+            if hasattr(logger, "hparams"):
+                # The HParams tab and its metrics, written once at the final step: no placeholder values.
+                logger.log_hyperparams(logger.hparams, metrics, step=trainer.global_step)
+            else:
+                logger.log_metrics(metrics, step=trainer.global_step)
             experiment = getattr(logger, "experiment", None)
             if hasattr(experiment, "add_figure"):
                 figure = accuracy_matrix_figure(

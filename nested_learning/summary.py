@@ -1,6 +1,7 @@
 """Aggregate the runs of a sweep: group runs that differ only by seed, mean / std / 95% CI per group."""
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from nested_learning.errors import UserError
 from nested_learning.results import RESULTS_FILE, load_results
 
 METRICS = ("acc", "bwt", "fwt", "forgetting")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -56,18 +58,41 @@ def load_sweep(sweep_dir: str | Path) -> Sweep:
     return sweep
 
 
-def group_label(result: dict[str, Any]) -> str:
-    """The run's command-line overrides minus the seed: runs with equal labels differ only by seed."""
-    kept = [o for o in result.get("overrides", []) if not o.split("=", 1)[0].lstrip("+~") == "seed"]
+def _short_number(override: str) -> str:
+    """key=0.6841694527491273 -> key=0.6842: Optuna's sampled values, readable in every report."""
+    key, sep, value = override.partition("=")
+    try:
+        number = float(value)
+    except ValueError:
+        return override
+    return f"{key}={number:.4g}" if sep and "." in value and len(value) > 6 else override
+
+
+def setting_label(result: dict[str, Any]) -> str:
+    """The run's command-line overrides minus the seed (floats to 4 significant digits): runs with
+    equal labels differ only by seed."""
+    kept = [_short_number(o) for o in result.get("overrides", []) if not o.split("=", 1)[0].lstrip("+~") == "seed"]
     if not any(o.startswith("model=") for o in kept):
         kept.insert(0, f"model={result['model']}")
     return " ".join(kept)
 
 
 def short_labels(labels: list[str]) -> dict[str, str]:
-    """Drop the overrides every label shares (e.g. experiment=seed): what is left tells groups apart."""
-    common = set.intersection(*(set(label.split()) for label in labels)) if len(labels) > 1 else set()
-    return {label: " ".join(o for o in label.split() if o not in common) or label for label in labels}
+    """Drop the overrides every label shares (e.g. experiment=fair): what is left tells groups apart.
+
+    The model is always named, so a sweep of one group still says what ran.
+    """
+    common = set.intersection(*(set(label.split()) for label in labels)) if labels else set()
+    return {label: " ".join(o for o in label.split() if o not in common or o.startswith("model=")) for label in labels}
+
+
+def group_runs(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Runs that differ only by seed, keyed by the label every report shows (console, summary.md, CSVs)."""
+    by_setting: dict[str, list[dict[str, Any]]] = {}
+    for run in runs:
+        by_setting.setdefault(setting_label(run), []).append(run)
+    labels = short_labels(list(by_setting))
+    return {labels[setting]: members for setting, members in by_setting.items()}
 
 
 def t_interval(values: Iterable[float], confidence: float = 0.95) -> tuple[float, float, float, float]:
@@ -83,20 +108,41 @@ def t_interval(values: Iterable[float], confidence: float = 0.95) -> tuple[float
     return mean, std, mean - half, mean + half
 
 
+# Where each metric can lie: a confidence interval is clipped to it (a t interval of accuracies
+# near 1 at n = 2 otherwise runs past 1).
+METRIC_RANGE = {"acc": (0.0, 1.0), "bwt": (-1.0, 1.0), "fwt": (-1.0, 1.0), "forgetting": (-1.0, 1.0)}
+CLIPPED_NOTE = "95% intervals clipped to the metric's range ([0, 1] for ACC, [-1, 1] for the others)"
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[bool]:
+    """For (ACC, forgetting) points: True where no other point has higher-or-equal ACC and lower-or-equal
+    forgetting with one of them strict. NaN points are never on the front."""
+    def dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
+        return a[0] >= b[0] and a[1] <= b[1] and (a[0] > b[0] or a[1] < b[1])
+
+    finite = [not any(math.isnan(v) for v in p) for p in points]
+    return [
+        ok and not any(dominates(q, p) for j, q in enumerate(points) if j != i and finite[j])
+        for i, (p, ok) in enumerate(zip(points, finite))
+    ]
+
+
 def aggregate(runs: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per group: n, seeds and mean/std/ci_low/ci_high of every metric."""
+    """One row per group: n, seeds, mean/std/ci_low/ci_high of every metric, and whether it is on the
+    Pareto front of (mean ACC up, mean forgetting down)."""
     rows = []
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for run in runs:
-        groups.setdefault(group_label(run), []).append(run)
-    for label, members in groups.items():
+    for label, members in group_runs(runs).items():
         row: dict[str, Any] = {"group": label, "model": members[0]["model"], "n": len(members)}
         row["seeds"] = ",".join(str(r["seed"]) for r in sorted(members, key=lambda r: r["seed"]))
         for metric in METRICS:
             mean, std, low, high = t_interval(r["metrics"][metric] for r in members)
+            bottom, top = METRIC_RANGE[metric]
+            low, high = (max(low, bottom), min(high, top)) if not math.isnan(low) else (low, high)
             row.update({f"{metric}_mean": mean, f"{metric}_std": std, f"{metric}_ci_low": low, f"{metric}_ci_high": high})
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    table["pareto"] = pareto_front(list(zip(table["acc_mean"], table["forgetting_mean"])))
+    return table
 
 
 def format_mean_ci(row: Any, metric: str) -> str:
@@ -109,11 +155,12 @@ def format_mean_ci(row: Any, metric: str) -> str:
 
 
 def readable(table: pd.DataFrame) -> pd.DataFrame:
-    """The aggregate as a reader wants it: short group labels, one "mean ± std [CI]" cell per metric."""
-    labels = short_labels(list(table["group"]))
-    out = pd.DataFrame({"runs": [labels[g] for g in table["group"]], "n": table["n"], "seeds": table["seeds"]})
+    """The aggregate as a reader wants it: one "mean ± std [CI]" cell per metric, Pareto groups marked."""
+    out = pd.DataFrame({"runs": table["group"], "n": table["n"], "seeds": table["seeds"]})
     for metric in METRICS:
         out[metric.upper() if metric != "forgetting" else "Forgetting"] = [format_mean_ci(row, metric) for _, row in table.iterrows()]
+    if len(table) > 2:
+        out["Pareto (ACC up, forgetting down)"] = ["yes" if p else "" for p in table["pareto"]]
     return out
 
 
@@ -155,14 +202,41 @@ def varying_rate_axes(runs: list[dict[str, Any]]) -> list[str]:
     return [f"rates.{n}" for n in names if len({config_value(r, f"rates.{n}") for r in runs}) > 1]
 
 
+def check_axes(runs: list[dict[str, Any]], x: str, y: str) -> None:
+    if any(config_value(r, key) is None for r in runs for key in (x, y)):
+        raise UserError(f"--axes {x} {y}: not every run has both keys in its config")
+
+
 def axis_table(runs: list[dict[str, Any]], x: str, y: str, metric: str) -> pd.DataFrame:
     """Mean of a metric over every run at each (y, x) point, averaged over all other axes and seeds."""
+    check_axes(runs, x, y)
     frame = pd.DataFrame(
         {"x": [config_value(r, x) for r in runs], "y": [config_value(r, y) for r in runs], "v": [r["metrics"][metric] for r in runs]}
     )
-    if frame["x"].isna().any() or frame["y"].isna().any():
-        raise UserError(f"--axes {x} {y}: not every run has both keys in its config")
     return frame.pivot_table(index="y", columns="x", values="v", aggfunc="mean").sort_index(ascending=False)
+
+
+MAX_GRID_SIDE = 12  # more distinct values on an axis than this: a sampled axis (e.g. Optuna's), not a grid
+
+
+def sweep_figure(runs: list[dict[str, Any]], x: str, y: str, sweep_dir: Path) -> Path:
+    """Forgetting and ACC over two config axes: an annotated heatmap when the runs form a full grid,
+    a scatter of the runs otherwise (e.g. continuous rates sampled by Optuna)."""
+    from nested_learning.plots import sweep_heatmap_figure, sweep_scatter_figure
+
+    check_axes(runs, x, y)
+    points = pd.DataFrame({"x": [config_value(r, x) for r in runs], "y": [config_value(r, y) for r in runs]})
+    nx, ny = points["x"].nunique(), points["y"].nunique()
+    grid = nx <= MAX_GRID_SIDE and ny <= MAX_GRID_SIDE and len(points.drop_duplicates()) == nx * ny
+    if grid:
+        figure = sweep_heatmap_figure({m: axis_table(runs, x, y, m) for m in ("forgetting", "acc")}, x, y)
+        path = sweep_dir / "summary_heatmap.png"
+    else:
+        values = {m: [r["metrics"][m] for r in runs] for m in ("forgetting", "acc")}
+        figure = sweep_scatter_figure(list(points["x"]), list(points["y"]), values, x, y)
+        path = sweep_dir / "summary_scatter.png"
+    figure.savefig(path, dpi=110)
+    return path
 
 
 def parse_reference(reference: str) -> tuple[str, str]:
@@ -183,9 +257,7 @@ def reference_differences(runs: list[dict[str, Any]], reference: str) -> pd.Data
     def rest(label: str) -> str:
         return " ".join(o for o in label.split() if not o.startswith(f"{key}="))
 
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for run in runs:
-        groups.setdefault(group_label(run), []).append(run)
+    groups = group_runs(runs)
     rows = []
     for label, members in groups.items():
         if wanted in label.split():
@@ -202,29 +274,64 @@ def reference_differences(runs: list[dict[str, Any]], reference: str) -> pd.Data
     return pd.DataFrame(rows)
 
 
+def missing_reference(runs: list[dict[str, Any]], reference: str) -> str | None:
+    """Why no difference to `reference` (a model name, or key=option) can be computed, or None if some run has it."""
+    key, option = parse_reference(reference)
+    labels = [setting_label(r).split() for r in runs]
+    if any(f"{key}={option}" in label for label in labels):
+        return None
+    present = sorted({o.split("=", 1)[1] for label in labels for o in label if o.startswith(f"{key}=")})
+    return f"no run with {key}={option} in the sweep; {key} here: {', '.join(present) or 'not varied'}"
+
+
+CSV_FLOATS = "%.6f"  # six decimals: accuracies are ratios of a few hundred tokens; beyond that is rounding noise
+
+
 def write_summary(
     sweep_dir: str | Path, sweep: Sweep, axes: tuple[str, str] | None = None, reference: str | None = None
 ) -> list[Path]:
-    """summary.csv, summary.md and (with two rate axes) summary_heatmap.png in the sweep directory."""
-    from nested_learning.plots import sweep_heatmap_figure
+    """summary.csv, summary.md, summary_vs_reference.csv (with a reference model) and a figure over two axes.
 
+    Each file is written on its own: one that fails (e.g. a figure) is reported in summary.md and on
+    the log, and the others are still written.
+    """
     sweep_dir = Path(sweep_dir)
-    written = []
+    if axes and sweep.runs:
+        check_axes(sweep.runs, *axes)  # bad input: an error before anything is written
+    written: list[Path] = []
+    problems: list[str] = []
+
+    def attempt(what: str, write: Any) -> None:
+        try:
+            written.extend(write())
+        except Exception as err:  # a report must never cost the others
+            log.warning("could not write %s: %s: %s", what, type(err).__name__, err)
+            problems.append(f"- {what}: {type(err).__name__}: {err}")
+
     table = aggregate(sweep.runs) if sweep.runs else pd.DataFrame()
-    table.to_csv(sweep_dir / "summary.csv", index=False)
-    written.append(sweep_dir / "summary.csv")
+
+    def summary_csv() -> list[Path]:
+        table.to_csv(sweep_dir / "summary.csv", index=False, float_format=CSV_FLOATS)
+        return [sweep_dir / "summary.csv"]
+
+    attempt("summary.csv", summary_csv)
     lines = [f"# Summary of {sweep_dir.name}", "", f"{len(sweep.runs)} finished runs, {len(sweep.failures)} failed or unfinished.", ""]
     lines += ["Mean, sample std and 95% confidence interval (Student t) over runs that differ only by seed;",
-              "metrics as defined in nested_learning/metrics.py (forgetting: Chaudhry et al. 2018).", ""]
+              f"{CLIPPED_NOTE}; metrics as defined in nested_learning/metrics.py (forgetting: Chaudhry et al. 2018).", ""]
     if not table.empty:
         lines += [readable(table).to_markdown(index=False), ""]
     if reference and sweep.runs:
+        missing = missing_reference(sweep.runs, reference)
+        if missing:
+            lines += [f"No difference to {reference}: {missing}.", ""]
         diffs = reference_differences(sweep.runs, reference)
         if not diffs.empty:
-            diffs.to_csv(sweep_dir / "summary_vs_reference.csv", index=False)
-            written.append(sweep_dir / "summary_vs_reference.csv")
-            labels = short_labels(list(diffs["group"]) + list(diffs["reference"]))
-            shown = pd.DataFrame({"runs": [labels[g] for g in diffs["group"]], "minus": [labels[g] for g in diffs["reference"]]})
+            def reference_csv() -> list[Path]:
+                diffs.to_csv(sweep_dir / "summary_vs_reference.csv", index=False, float_format=CSV_FLOATS)
+                return [sweep_dir / "summary_vs_reference.csv"]
+
+            attempt("summary_vs_reference.csv", reference_csv)
+            shown = pd.DataFrame({"runs": diffs["group"], "minus": diffs["reference"]})
             for metric in METRICS:
                 shown[metric] = [
                     f"{r[f'{metric}_diff']:+.3f} [{r[f'{metric}_ci_low']:+.3f}, {r[f'{metric}_ci_high']:+.3f}]" for _, r in diffs.iterrows()
@@ -236,12 +343,18 @@ def write_summary(
         lines += ["## Failed or unfinished jobs", ""] + [f"- `{job}`: {why}" for job, why in sweep.failures] + [""]
     axes = axes or tuple(varying_rate_axes(sweep.runs)[:2]) or None
     if axes and len(axes) == 2 and sweep.runs:
-        figure = sweep_heatmap_figure(
-            {m: axis_table(sweep.runs, axes[0], axes[1], m) for m in ("forgetting", "acc")}, axes[0], axes[1]
-        )
-        figure.savefig(sweep_dir / "summary_heatmap.png", dpi=110)
-        written.append(sweep_dir / "summary_heatmap.png")
-        lines += [f"![forgetting and ACC over {axes[0]} x {axes[1]}](summary_heatmap.png)", ""]
+        figure_name: list[str] = []
+
+        def figure() -> list[Path]:
+            name = sweep_figure(sweep.runs, axes[0], axes[1], sweep_dir)
+            figure_name.append(name.name)
+            return [name]
+
+        attempt(f"the figure over {axes[0]} x {axes[1]}", figure)
+        if figure_name:
+            lines += [f"![forgetting and ACC over {axes[0]} x {axes[1]}]({figure_name[0]})", ""]
+    if problems:
+        lines += ["## Not written", ""] + problems + [""]
     (sweep_dir / "summary.md").write_text("\n".join(lines))
     written.append(sweep_dir / "summary.md")
     return written

@@ -13,10 +13,14 @@ Each run writes into its Hydra run directory: `.hydra/` (the config that reprodu
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import sys
+import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -26,8 +30,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nested_learning.errors import UserError
+from nested_learning.models.rates import check_rates
 
 log = logging.getLogger("nested_learning")
+STARTED = time.time()  # before Hydra creates the run directory: what this process wrote is newer
+METRIC_NAMES = ("acc", "bwt", "fwt", "forgetting")
 
 
 _MISSING = object()
@@ -66,7 +73,8 @@ CHECKS = (
     ("checkpoint_every_s", lambda v: v is None or (_is_number(v) and v >= 0), "null or a number of seconds >= 0"),
     ("eval.count_padding", lambda v: isinstance(v, bool), "true or false"),
     ("eval.every_epoch", lambda v: isinstance(v, bool), "true or false"),
-    ("objective.acc_floor", _is_number, "a number"),
+    ("objective", lambda v: isinstance(v, list) and len(v) >= 1 and all(m in METRIC_NAMES for m in v),
+     f"a list of metrics from {', '.join(METRIC_NAMES)}"),
     ("resume", lambda v: isinstance(v, bool) or v == "auto", "true, false or auto"),
 )
 
@@ -78,6 +86,8 @@ def validate(cfg: DictConfig) -> None:
             value = OmegaConf.to_container(value)
         if not ok(value):
             raise UserError(f"{key}={value!r}: must be {allowed}")
+    if cfg.model.get("rates") is not None:
+        check_rates(OmegaConf.to_container(cfg.model.rates))
 
 
 def quiet_lightning() -> None:
@@ -89,11 +99,32 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    # One process per run: `srun` only matters for multi-process jobs, and Slurm sweeps go through submitit.
+    warnings.filterwarnings("ignore", message=".*`srun` command is available on your system but is not used.*")
 
 
-def build(cfg: DictConfig, run_dir: Path, record: dict[str, Any], print_table: bool = True, purge_step: int | None = None):
-    """Instantiate data, network, module, callback, logger and trainer from a resolved config.
+@contextmanager
+def constructor_errors() -> Iterator[None]:
+    """Hydra wraps errors raised inside constructors; surface the user's mistake itself.
 
+    A type or value error there comes from a config value of the wrong kind (e.g. strategy.lam=abc).
+    """
+    try:
+        yield
+    except InstantiationException as err:
+        if isinstance(err.__cause__, UserError):
+            raise err.__cause__ from None
+        if isinstance(err.__cause__, (TypeError, ValueError)):
+            where = str(err).splitlines()[0].rstrip(":")
+            raise UserError(f"{where}: {type(err.__cause__).__name__}: {err.__cause__}; check that config's values") from None
+        raise
+
+
+def build(cfg: DictConfig, run_dir: Path, record: dict[str, Any], print_table: bool = True, progress: bool = False,
+          sequence: Any = None, purge_step: int | None = None):
+    """Instantiate data, network, module, callbacks, logger and trainer from a resolved config.
+
+    `sequence`: the config's task sequence when the caller has built it already (run() does, to check it early).
     `purge_step`: TensorBoard hides the events an interrupted run logged from this step on (0 when
     it starts over; None for a new run).
     """
@@ -109,7 +140,8 @@ def build(cfg: DictConfig, run_dir: Path, record: dict[str, Any], print_table: b
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    sequence = instantiate(cfg.task, _convert_="all")
+    if sequence is None:
+        sequence = instantiate(cfg.task, _convert_="all")
     strategy_cfg = {k: v for k, v in cfg.strategy.items() if k != "name"}
     strategy = instantiate(strategy_cfg, _convert_="all")
     # Stated apart from `config` so a reader of results.json sees at once how the model was trained.
@@ -133,23 +165,36 @@ def build(cfg: DictConfig, run_dir: Path, record: dict[str, Any], print_table: b
     if cfg.checkpoint_every_s is not None:
         # after the retention callback, so a checkpoint holds the rows it just measured
         callbacks.append(EpochCheckpoint(run_dir, float(cfg.checkpoint_every_s)))
-    trainer = instantiate(cfg.trainer, max_epochs=datamodule.total_epochs, logger=logger, callbacks=callbacks)
-    if logger and not purge_step:  # a resumed run's HParams were logged, at step 0, before its checkpoint
+    if progress:
+        from nested_learning.progress import TaskProgressBar
+
+        callbacks.append(TaskProgressBar())
+    trainer = instantiate(cfg.trainer, max_epochs=datamodule.total_epochs, logger=logger, callbacks=callbacks,
+                          enable_progress_bar=progress)
+    if logger:
         hparams = {"model": cfg.model.name, "strategy": cfg.strategy.name, "seed": int(cfg.seed), "lr": float(cfg.optimizer.lr)}
         hparams.update({f"rates/{k}": v for k, v in cfg.rates.items()})
         hparams["overrides"] = " ".join(record.get("overrides", []))
-        logger.log_hyperparams(hparams, {f"hp/{m}": 0.0 for m in ("acc", "bwt", "fwt", "forgetting")})
+        # Kept by the logger; written to the HParams tab with the final metrics when the run ends
+        # (placeholder metrics now would draw a ramp from 0 in every hp/* scalar).
+        logger.log_hyperparams(hparams)
     return trainer, module, datamodule, retention
 
 
-def run(cfg: DictConfig, run_dir: Path, overrides: list[str], print_table: bool = True) -> dict[str, Any]:
-    """One training run; returns the results record (also written to run_dir/results.json)."""
-    from nested_learning import provenance
+def run(cfg: DictConfig, run_dir: Path, overrides: list[str], print_table: bool = True, progress: bool = False) -> dict[str, Any]:
+    """One training run; returns the results record (also written to run_dir/results.json).
 
-    quiet_lightning()
+    Everything that can be checked without torch and Lightning (config values, rates, the task
+    sequence) is checked before they are imported, so bad input fails in about a second.
+    """
     apply_model_overrides(cfg)
     OmegaConf.resolve(cfg)
     validate(cfg)
+    with constructor_errors():
+        sequence = instantiate(cfg.task, _convert_="all")
+    from nested_learning import provenance
+
+    quiet_lightning()
     from nested_learning.resume import describe_position, finished_epochs, plan_resume
 
     plan = plan_resume(run_dir, cfg.resume, cfg.checkpoint_every_s)
@@ -167,17 +212,11 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], print_table: bool 
         "config": OmegaConf.to_container(cfg),
         "provenance": provenance.collect(),
     }
-    try:
-        trainer, module, datamodule, retention = build(cfg, run_dir, record, print_table, plan.tensorboard_purge_step)
-    except InstantiationException as err:
-        # Hydra wraps errors raised inside constructors; surface the user's mistake itself. A type or
-        # value error there comes from a config value of the wrong kind (e.g. strategy.lam=abc).
-        if isinstance(err.__cause__, UserError):
-            raise err.__cause__ from None
-        if isinstance(err.__cause__, (TypeError, ValueError)):
-            where = str(err).splitlines()[0].rstrip(":")
-            raise UserError(f"{where}: {type(err.__cause__).__name__}: {err.__cause__}; check that config's values") from None
-        raise
+    log.info("%s on %s (%s), seed %s, epochs per task %s; writing to %s", cfg.model.name, cfg.task.name,
+             ", ".join(t.name for t in sequence.tasks), cfg.seed, cfg.epochs_per_task, run_dir)
+    with constructor_errors():
+        trainer, module, datamodule, retention = build(cfg, run_dir, record, print_table, progress, sequence,
+                                                       plan.tensorboard_purge_step)
     if plan.checkpoint is not None:
         print(f"resuming {run_dir} from its checkpoint {describe_position(plan, datamodule.task_of_epoch, datamodule.task_names)}", flush=True)
     elif plan.previous is not None:
@@ -191,35 +230,77 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], print_table: bool 
     return retention.result
 
 
+def live_progress(multirun: bool) -> bool:
+    """A progress bar only for one run on a terminal: sweeps, pipes, files and CI (CI=true) stay quiet."""
+    ci = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+    return not multirun and not ci and sys.stdout.isatty()
+
+
+def remove_if_unused(run_dir: Path) -> None:
+    """Drop a run directory that bad input left holding only what Hydra wrote for this process.
+
+    Never one that holds anything else (results, checkpoints, logs) or files from before this process.
+    """
+    if not run_dir.is_dir():
+        return
+    entries = {p.name for p in run_dir.iterdir()}
+    written_now = all(p.stat().st_mtime >= STARTED - 1 for p in run_dir.rglob("*"))
+    if entries <= {".hydra", "train.log"} and written_now:
+        shutil.rmtree(run_dir)
+
+
+def say_where(run_dir: Path) -> None:
+    from nested_learning.report import make_console
+
+    written = sorted(p.name + ("/" if p.is_dir() else "") for p in run_dir.iterdir() if not p.name.startswith("."))
+    line = f"wrote {', '.join(written)} in {run_dir}"
+    log.info(line)
+    make_console().print(f"[dim]{line}[/]", highlight=False)
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
-def main(cfg: DictConfig) -> float | None:
+def main(cfg: DictConfig) -> list[float] | float | None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    if multirun:
+        from nested_learning.sweep_progress import announce_job
+
+        announce_job(hydra_cfg)
     try:
         # How a run was started (resume=...) is no part of what it is: not in its record, label or directory name.
         overrides = [o for o in hydra_cfg.overrides.task if o.split("=", 1)[0].lstrip("+~") != "resume"]
-        result = run(cfg, run_dir, overrides, print_table=not multirun)
+        result = run(cfg, run_dir, overrides, print_table=not multirun, progress=live_progress(multirun))
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         if multirun:
-            return float("nan")  # one bad job must not stop the sweep; the summary lists it as failed
+            return sweeper_value({}, objective_names(cfg))  # the summary lists the job as failed
+        remove_if_unused(run_dir)
         sys.exit(2)
     except Exception:
         if not multirun:
             raise
         # Any other failure of one job: its results.json says "failed"; the sweep and its summary go on.
         log.exception("job %s failed", run_dir.name)
-        return float("nan")
-    return objective(result, float(cfg.objective.acc_floor))
+        return sweeper_value({}, objective_names(cfg))
+    if not multirun:
+        say_where(run_dir)
+    return sweeper_value(result, objective_names(cfg))
 
 
-def objective(result: dict[str, Any], acc_floor: float) -> float:
-    """Forgetting, penalised below an accuracy floor; NaN (a failed trial, for Optuna) when undefined."""
+def objective_names(cfg: DictConfig) -> list[str]:
+    objective = cfg.get("objective")
+    return [str(m) for m in objective] if OmegaConf.is_list(objective) else [str(objective)]
+
+
+def sweeper_value(result: dict[str, Any], objective: list[str]) -> list[float] | float:
+    """What a sweeper (Optuna) optimises: the `objective` metrics of the run, NaN (a failed trial) where undefined.
+
+    One metric gives a float (a single-objective search), several a list (one per sweeper direction).
+    """
     metrics = result.get("metrics") or {}
-    if metrics.get("forgetting") is None:
-        return float("nan")
-    return metrics["forgetting"] + 10.0 * max(0.0, acc_floor - metrics["acc"])
+    values = [float("nan") if metrics.get(m) is None else float(metrics[m]) for m in objective]
+    return values[0] if len(values) == 1 else values
 
 
 if __name__ == "__main__":

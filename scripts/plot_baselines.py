@@ -1,6 +1,6 @@
 """ACC and forgetting of every model x strategy of a baselines sweep, with 95% CI error bars.
 
-    python scripts/plot_baselines.py SWEEP_DIR [--out docs/baselines.png]
+    python scripts/plot_baselines.py SWEEP_DIR [--out FILE]     # FILE: SWEEP_DIR/baselines.png by default
 
 Reads the jobs' results.json through nested_learning.summary (load_sweep, aggregate): one bar per
 group of runs that differ only by seed, at the mean, with its Student-t 95% confidence interval.
@@ -18,7 +18,7 @@ import pandas as pd
 
 from nested_learning.errors import UserError
 from nested_learning.plots import plt  # with the headless backend the project uses
-from nested_learning.summary import aggregate, group_label, load_sweep
+from nested_learning.summary import aggregate, group_runs, load_sweep
 
 METRICS = (("acc", "ACC: mean final accuracy (higher is better)"), ("forgetting", "Forgetting (lower is better)"))
 STRATEGY_ORDER = ("naive", "ewc", "lwf", "replay", "joint")  # others follow in name order
@@ -30,7 +30,7 @@ def model_strategy_table(sweep_dir: Path) -> tuple[pd.DataFrame, int]:
     if not sweep.runs:
         raise UserError(f"{sweep_dir}: no finished run to plot")
     table = aggregate(sweep.runs)
-    strategy = {group_label(r): r.get("strategy", {}).get("name", "naive") for r in sweep.runs}
+    strategy = {label: members[0].get("strategy", {}).get("name", "naive") for label, members in group_runs(sweep.runs).items()}
     table["strategy"] = table["group"].map(strategy)
     if table.duplicated(["model", "strategy"]).any():
         raise UserError(f"{sweep_dir}: its runs vary more than model, strategy and seed; plot a baselines sweep")
@@ -69,8 +69,10 @@ def baselines_figure(table: pd.DataFrame, runs: int) -> plt.Figure:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sweep_dir", type=Path, help="a multirun directory of experiment=baselines")
-    parser.add_argument("--out", type=Path, default=Path("docs/baselines.png"), help="where to write the PNG")
+    parser.add_argument("--out", type=Path, help="where to write the PNG (default: SWEEP_DIR/baselines.png; "
+                        "the README's figure is docs/baselines.png, replaced only when named here)")
     args = parser.parse_args()
+    args.out = args.out or args.sweep_dir / "baselines.png"
     try:
         table, runs = model_strategy_table(args.sweep_dir)
     except UserError as err:

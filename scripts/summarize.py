@@ -16,7 +16,7 @@ from pathlib import Path
 
 from nested_learning.errors import UserError
 from nested_learning.report import make_console, print_comparison
-from nested_learning.summary import load_sweep, write_summary
+from nested_learning.summary import load_sweep, missing_reference, write_summary
 
 
 def main() -> int:
@@ -28,6 +28,9 @@ def main() -> int:
     args = parser.parse_args()
     try:
         sweep = load_sweep(args.sweep_dir)
+        missing = missing_reference(sweep.runs, args.reference) if args.reference else None
+        if missing:
+            raise UserError(f"--reference {args.reference}: {missing}")
         print_comparison(sweep.runs, sweep.failures, make_console())
         written = write_summary(args.sweep_dir, sweep, tuple(args.axes) if args.axes else None, args.reference)
     except UserError as err:

@@ -71,3 +71,33 @@ def assert_resume_matches(killed: Path, whole: Path) -> None:
     assert final["status"] == "complete" and final["resumed"] == 1
     assert final["accuracy_matrix"] == uninterrupted["accuracy_matrix"]
     assert final["loss_matrix"] == uninterrupted["loss_matrix"]
+
+
+def run_cli_in_terminal(*args: str, env_extra: dict | None = None, timeout: int = 300) -> tuple[int, str]:
+    """Run `python -m nested_learning.train ARGS` with a pseudo-terminal as stdin/stdout/stderr, as on a
+    user's screen; returns (exit status, everything it drew, colours and cursor moves removed)."""
+    import pty
+    import re
+    import select
+
+    env = {**os.environ, "TERM": "xterm", "COLUMNS": "160", **(env_extra or {})}
+    env = {k: v for k, v in env.items() if v is not None}
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "nested_learning.train", *args], cwd=REPO, env=env,
+                            stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        ready, _, _ = select.select([master], [], [], timeout)
+        if not ready:
+            proc.kill()
+            break
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    return proc.wait(), re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", b"".join(chunks).decode(errors="replace"))

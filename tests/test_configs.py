@@ -46,3 +46,14 @@ def test_unknown_name_lists_the_choices_without_traceback(group, tmp_path):
     for option in options(group):
         assert option in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_gitignore_ignores_no_tracked_file():
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None or not (CONF.parent / ".git").exists():
+        pytest.skip("not a git checkout")
+    out = subprocess.run(["git", "ls-files", "--cached", "--ignored", "--exclude-standard"], cwd=CONF.parent,
+                         capture_output=True, text=True, check=True)
+    assert out.stdout == "", f"tracked but ignored: {out.stdout}"

@@ -6,7 +6,7 @@ import pytest
 from nested_learning import metrics as M
 from nested_learning.results import load_results
 
-from .conftest import REPO, run_cli
+from .conftest import REPO, run_cli, run_cli_in_terminal
 
 
 def test_run_writes_results_whose_metrics_match_its_matrix(run_in_process, tmp_path):
@@ -47,16 +47,37 @@ def test_reset_optimizer_changes_training(run_in_process, tmp_path):
     assert kept["loss_matrix"][1] != reset["loss_matrix"][1]
 
 
-def test_bad_rate_stops_with_one_line(tmp_path):
+def test_bad_rate_stops_with_one_line_and_leaves_no_run_directory(tmp_path):
     out = run_cli("rates.fast=1.5", f"paths.output_root={tmp_path}")
     assert out.returncode == 2
     assert out.stderr.strip() == "error: rates.fast=1.5: a rate must lie in (0, 1]"
+    assert list((tmp_path / "runs").iterdir()) == []  # no directory holding only .hydra/ and an empty log
 
 
-def test_empty_task_stops_with_one_line(tmp_path):
+def test_empty_task_stops_with_one_line_and_leaves_no_run_directory(tmp_path):
     out = run_cli("task.tasks.Task_1=[]", f"paths.output_root={tmp_path}")
     assert out.returncode == 2
     assert out.stderr.strip() == "error: task.tasks.Task_1: empty task; give at least one sentence"
+    assert list((tmp_path / "runs").iterdir()) == []
+
+
+def test_bad_input_never_removes_a_directory_with_results(tmp_path):
+    run_dir = tmp_path / "done"
+    run_dir.mkdir()
+    (run_dir / "results.json").write_text(json.dumps({"status": "complete"}))
+    out = run_cli("resume=true", f"hydra.run.dir={run_dir}")
+    assert out.returncode == 2 and "is complete; use scripts/rerun.py" in out.stderr
+    assert json.loads((run_dir / "results.json").read_text()) == {"status": "complete"}
+
+
+def test_a_run_says_where_it_wrote_logs_to_train_log_and_shows_no_bar_when_piped(tmp_path):
+    run_dir = tmp_path / "run"
+    out = run_cli("epochs_per_task=1", "logger=none", f"hydra.run.dir={run_dir}", env_extra={"CI": ""})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == f"wrote checkpoints/, results.json, train.log in {run_dir}"
+    log = (run_dir / "train.log").read_text()
+    assert "hope finished Task_1 (2/2, step 4)" in log and "ACC " in log and f"in {run_dir}" in log
+    assert "epoch 1/1" not in out.stdout  # stdout is a pipe: no progress bar
 
 
 def test_nan_loss_keeps_finished_rows(tmp_path):
@@ -125,3 +146,15 @@ def test_results_are_readable_by_others(run_in_process, tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE((tmp_path / "run" / "results.json").stat().st_mode) == 0o666 & ~umask
+
+
+@pytest.mark.slow
+def test_a_run_on_a_terminal_shows_live_progress_unless_under_ci(tmp_path):
+    job = ["epochs_per_task=2", "logger=none"]
+    status, screen = run_cli_in_terminal(*job, f"hydra.run.dir={tmp_path / 'tty'}", env_extra={"CI": None})
+    assert status == 0, screen
+    for shown in ("Task_0 (1/2) epoch 2/2", "Task_1 (2/2) epoch 1/2", "step: 6", "loss: "):
+        assert shown in screen
+    status, screen = run_cli_in_terminal(*job, f"hydra.run.dir={tmp_path / 'ci'}", env_extra={"CI": "true"})
+    assert status == 0, screen
+    assert "hope finished Task_1" in screen and "epoch 1/2" not in screen and "loss: " not in screen

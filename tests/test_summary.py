@@ -1,13 +1,14 @@
 """Sweep summaries: statistics by hand, failed jobs listed, files written, the sweeper's objective."""
 import json
 import math
+import re
 
 import pytest
 
 from nested_learning.summary import (
-    aggregate, axis_table, difference_interval, load_sweep, reference_differences, t_interval, write_summary,
+    CLIPPED_NOTE, aggregate, axis_table, difference_interval, load_sweep, pareto_front, reference_differences, t_interval, write_summary,
 )
-from nested_learning.train import objective
+from nested_learning.train import sweeper_value
 
 from .conftest import REPO
 
@@ -95,11 +96,82 @@ def test_summarize_script_rejects_a_non_sweep_directory(tmp_path):
     assert out.stderr.strip().startswith(f"error: {tmp_path}: no job directories")
 
 
-def test_objective_penalises_accuracy_below_the_floor():
-    result = {"metrics": {"acc": 0.4, "forgetting": 0.05}}
-    assert objective(result, acc_floor=0.0) == pytest.approx(0.05)
-    assert objective(result, acc_floor=0.5) == pytest.approx(0.05 + 10 * 0.1)
-    assert math.isnan(objective({"metrics": None}, 0.5))
+def test_sweeper_value_is_the_objective_metrics_in_order():
+    result = {"metrics": {"acc": 0.4, "bwt": -0.05, "fwt": 0.1, "forgetting": 0.05}}
+    assert sweeper_value(result, ["acc", "forgetting"]) == [0.4, 0.05]
+    assert sweeper_value(result, ["forgetting"]) == 0.05
+    assert all(math.isnan(v) for v in sweeper_value({"metrics": None}, ["acc", "forgetting"]))
+
+
+def test_pareto_front_by_hand():
+    # (ACC, forgetting): b dominates d (higher ACC, same forgetting); a and c trade off; e is undefined
+    points = [(0.9, 0.2), (0.7, 0.0), (0.5, -0.1), (0.6, 0.0), (math.nan, math.nan)]
+    assert pareto_front(points) == [True, True, True, False, False]
+
+
+def _write_jobs(tmp_path, runs):
+    for i, run in enumerate(runs):
+        (tmp_path / f"{i}_job").mkdir()
+        (tmp_path / f"{i}_job" / "results.json").write_text(json.dumps(run))
+    return load_sweep(tmp_path)
+
+
+def test_accuracy_intervals_are_clipped_to_their_range_and_said_so(tmp_path):
+    runs = [_run("hope", 0, 0.0, acc=0.99), _run("hope", 1, 0.0, acc=1.0)]  # t interval at n = 2: about [0.93, 1.06]
+    row = aggregate(runs).iloc[0]
+    assert row["acc_ci_high"] == 1.0 and 0.9 < row["acc_ci_low"] < 0.99
+    write_summary(tmp_path, _write_jobs(tmp_path, runs))
+    assert CLIPPED_NOTE in (tmp_path / "summary.md").read_text()
+
+
+def test_every_report_labels_groups_alike_without_what_all_runs_share(tmp_path):
+    runs = [_run(m, s, 0.1 * s, extra=("experiment=fair",)) for m in ("hope", "transformer") for s in (0, 1)]
+    runs[0]["metrics"]["bwt"] = runs[1]["metrics"]["bwt"] + 5.551115123125783e-17  # float noise in a std
+    sweep = _write_jobs(tmp_path, runs)
+    write_summary(tmp_path, sweep, reference="transformer")
+    summary = (tmp_path / "summary.csv").read_text()
+    vs_reference = (tmp_path / "summary_vs_reference.csv").read_text()
+    markdown = (tmp_path / "summary.md").read_text()
+    for text in (summary, vs_reference, markdown):
+        assert "experiment=" not in text and "e-1" not in text
+    assert [line.split(",")[0] for line in summary.splitlines()[1:]] == ["model=hope", "model=transformer"]
+    assert "| model=hope " in markdown and "| model=transformer " in markdown
+    assert vs_reference.splitlines()[1].startswith("model=hope,model=transformer,")
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "summarize.py"), str(tmp_path)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "│ model=hope " in out.stdout and "experiment=" not in out.stdout
+
+
+def test_a_failing_figure_costs_no_other_file(tmp_path, monkeypatch):
+    import nested_learning.plots
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no fonts")
+
+    monkeypatch.setattr(nested_learning.plots, "sweep_heatmap_figure", broken)
+    runs = [_run("hope", s, 0.1 * s, fast=f, slow=sl) for f in (0.3, 0.9) for sl in (0.01, 0.05) for s in (0, 1)]
+    written = write_summary(tmp_path, _write_jobs(tmp_path, runs))
+    assert {p.name for p in written} == {"summary.csv", "summary.md"}
+    markdown = (tmp_path / "summary.md").read_text()
+    assert "## Not written" in markdown and "RuntimeError: no fonts" in markdown
+    assert "0.500 ± 0.000" in markdown  # the table itself is there
+    assert (tmp_path / "summary.csv").read_text().splitlines()[1].startswith("model=hope,hope,8,")
+
+
+def test_sampled_axes_are_drawn_as_a_scatter_a_grid_as_a_heatmap(tmp_path):
+    sampled = [_run("hope", 0, 0.01 * i, fast=0.3 + 0.05 * i, slow=0.001 * (i + 1) ** 2) for i in range(14)]
+    names = {p.name for p in write_summary(tmp_path, _write_jobs(tmp_path, sampled))}
+    assert "summary_scatter.png" in names and "summary_heatmap.png" not in names
+    assert "summary_scatter.png" in (tmp_path / "summary.md").read_text()
+
+
+def test_summarize_names_a_reference_model_that_is_not_in_the_sweep(tmp_path):
+    _write_jobs(tmp_path, [_run("hope", s, 0.1) for s in (0, 1)])
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "summarize.py"), str(tmp_path), "--reference", "transformer"],
+                         capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stderr.strip() == "error: --reference transformer: no run with model=transformer in the sweep; model here: hope"
+    assert not (tmp_path / "summary.md").exists()
 
 
 def test_undefined_metrics_and_text_axes_do_not_crash_the_summary(tmp_path):
@@ -113,3 +185,29 @@ def test_undefined_metrics_and_text_axes_do_not_crash_the_summary(tmp_path):
         (tmp_path / str(i) / "results.json").write_text(json.dumps(run))
     written = write_summary(tmp_path, load_sweep(tmp_path), axes=("model.name", "seed"), reference="hope")
     assert "summary_heatmap.png" in {p.name for p in written}
+
+
+def test_console_summary_keeps_each_interval_on_one_line(tmp_path):
+    def long(g):  # as Optuna samples them
+        return (f"rates.fast=0.{g + 4}841694527491273", f"rates.medium=0.{g + 1}2879734159310489", f"rates.slow=0.0{g + 1}0570046446158271")
+
+    runs = [_run("hope", s, 0.1 * s + 0.01 * g, extra=long(g)) for g in range(3) for s in (0, 1)]
+    _write_jobs(tmp_path, runs)
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "summarize.py"), str(tmp_path)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    cell = r"[+-]?\d\.\d{3} ± \d\.\d{3} \[[+-]?\d\.\d{3}, [+-]?\d\.\d{3}\]"
+    assert len(re.findall(cell, out.stdout)) == 3 * 4  # three groups, four metrics, no cell split across lines
+    assert "rates.fast=0.4842" in out.stdout and "0.4841694527491273" not in out.stdout
+
+
+def test_plot_baselines_writes_into_the_sweep_directory_by_default(tmp_path):
+    runs = [{**_run(m, s, 0.1), "strategy": {"name": st}} for m in ("hope", "rnn") for st in ("naive", "replay") for s in (0, 1)]
+    for run in runs:
+        run["overrides"].append(f"strategy={run['strategy']['name']}")
+    _write_jobs(tmp_path, runs)
+    figure = REPO / "docs" / "baselines.png"
+    before = figure.stat().st_mtime_ns
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "plot_baselines.py"), str(tmp_path)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"wrote {tmp_path / 'baselines.png'}"
+    assert (tmp_path / "baselines.png").stat().st_size > 0 and figure.stat().st_mtime_ns == before

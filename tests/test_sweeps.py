@@ -1,5 +1,7 @@
 """Multiruns, launchers, reruns, resume and TensorBoard: the researcher's daily loop, end to end."""
 import json
+import os
+import re
 import subprocess
 import sys
 
@@ -23,18 +25,32 @@ def test_slurm_launcher_config_composes():
 def test_optuna_search_config_composes():
     cfg = compose_with_hydra("hparams_search=optuna_rates")
     assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper")
-    assert cfg.hydra.sweeper.storage is None and cfg.hydra.sweeper.direction == "minimize"
+    assert cfg.hydra.sweeper.storage is None and list(cfg.hydra.sweeper.direction) == ["maximize", "minimize"]
     assert set(cfg.hydra.sweeper.params) == {"rates.fast", "rates.medium", "rates.slow"}
-    assert cfg.objective.acc_floor == 0.5
+    assert list(cfg.objective) == ["acc", "forgetting"]
 
 
-def test_rate_sweep_is_a_27_point_grid_with_seeds():
+def test_rate_sweep_is_a_27_point_grid_of_ordered_rates_with_seeds(caplog):
+    import itertools
+
+    from nested_learning.models.seed_hope import validate_rates
+
     params = compose_with_hydra("experiment=rate_sweep").hydra.sweeper.params
-    assert [len(str(params[k]).split(",")) for k in ("rates.fast", "rates.medium", "rates.slow", "seed")] == [3, 3, 3, 3]
+    grid = [[float(v) for v in str(params[f"rates.{k}"]).split(",")] for k in ("fast", "medium", "slow")]
+    assert [len(axis) for axis in grid] + [len(str(params.seed).split(","))] == [3, 3, 3, 3]
+    for fast, medium, slow in itertools.product(*grid):
+        validate_rates({"fast": fast, "medium": medium, "slow": slow})
+    assert "not ordered" not in caplog.text  # the sweep's own grid gives no warning
+    validate_rates({"fast": 0.3, "medium": 0.5, "slow": 0.01})
+    assert "not ordered" in caplog.text
+
+
+def _results(run_dir):
+    return json.loads((run_dir / "results.json").read_text())
 
 
 def _matrix(run_dir):
-    return json.loads((run_dir / "results.json").read_text())["accuracy_matrix"]
+    return _results(run_dir)["accuracy_matrix"]
 
 
 @pytest.mark.slow
@@ -108,15 +124,45 @@ def test_sigkill_in_second_task_then_resume_gives_the_same_matrix_and_tensorboar
 def test_tensorboard_has_curves_per_task_heatmap_and_hparams(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    out = run_cli("-m", "model=hope", "seed=0,1", "epochs_per_task=2", f"hydra.sweep.dir={tmp_path}")
+    # An `srun` on PATH (a Slurm client, as on a cluster's login node) must not make Lightning warn.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 1\n")
+    (bin_dir / "srun").chmod(0o755)
+    out = run_cli("-m", "model=hope", "seed=0,1", "epochs_per_task=2", f"hydra.sweep.dir={tmp_path}",
+                  env_extra={"PATH": f"{bin_dir}:{os.environ['PATH']}"})
     assert out.returncode == 0, out.stderr
+    assert "srun" not in out.stderr
+    assert "job 1/2: 0_epochs_per_task=2,model=hope,seed=0" in out.stdout  # which job of how many
+    assert "job 2/2: 1_epochs_per_task=2,model=hope,seed=1" in out.stdout
     (job,) = tmp_path.glob("0_*")
     assert job.name == "0_epochs_per_task=2,model=hope,seed=0"  # readable run names in TensorBoard
     events = EventAccumulator(str(job / "tb")).Reload()
     scalars = set(events.Tags()["scalars"])
     assert {"train/loss/Task_0", "train/loss/Task_1", "eval/acc/Task_0", "eval/acc/Task_1", "hp/forgetting"} <= scalars
     assert len(events.Scalars("eval/acc/Task_0")) == 1 + 4  # before training + every epoch
+    # the final metrics, once at the last step: no placeholder 0 at step 0 drawing a ramp
+    assert [(e.step, round(e.value, 6)) for e in events.Scalars("hp/acc")] == [(8, round(_results(job)["metrics"]["acc"], 6))]
     assert "retention/accuracy_matrix" in events.Tags()["images"]
     plugins = {tag for tag, content in events.summary_metadata.items() if content.plugin_data.plugin_name == "hparams"}
     assert plugins, "no HParams summary"
     assert (tmp_path / "summary.md").is_file()
+
+
+@pytest.mark.slow
+def test_optuna_search_reports_the_pareto_front_of_acc_and_forgetting(tmp_path):
+    from omegaconf import OmegaConf
+
+    out = run_cli("hparams_search=optuna_rates", "hydra.sweeper.n_trials=3", "epochs_per_task=1", f"hydra.sweep.dir={tmp_path}")
+    assert out.returncode == 0, out.stderr
+    assert "\x1b[" not in out.stderr and "setup plugin" not in out.stdout  # no coloured Optuna line, no alembic lines
+    assert "job 3/3: 2_" in out.stdout
+    runs = [_results(job) for job in sorted(tmp_path.glob("[0-9]_*"))]
+    points = [(r["metrics"]["acc"], r["metrics"]["forgetting"]) for r in runs]
+    front = [p for p in points if not any(q[0] >= p[0] and q[1] <= p[1] and q != p for q in points)]
+    saved = OmegaConf.to_container(OmegaConf.load(tmp_path / "optimization_results.yaml"))
+    assert sorted(tuple(s["values"]) for s in saved["solutions"]) == sorted(front)
+    assert f"Number of Pareto solutions: {len(front)}" in out.stdout
+    # each trial's retention table is labelled with its rates; the summary marks the front
+    assert len(re.findall(r"HOPE RETENTION  \(seed 7\) *\n *model=hope rates\.fast=0\.", out.stdout)) == 3
+    assert "Pareto" in out.stdout and (tmp_path / "summary_scatter.png").is_file()

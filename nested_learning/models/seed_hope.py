@@ -46,6 +46,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from nested_learning.errors import UserError
+from nested_learning.models.rates import check_rates
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +57,8 @@ SCAN_CHUNK = 16
 
 
 def validate_rates(rates: Mapping[str, float]) -> list[float]:
-    """Base rates in track order (fastest first); each must lie in (0, 1]."""
-    if not rates:
-        raise UserError("rates: no tracks; give at least one rate, e.g. rates=seed")
-    values = []
-    for name, value in rates.items():
-        if not isinstance(value, (int, float)) or not 0.0 < float(value) <= 1.0:
-            raise UserError(f"rates.{name}={value}: a rate must lie in (0, 1]")
-        values.append(float(value))
+    """Base rates in track order (fastest first); each must lie in (0, 1]. Out of order is allowed, with a warning."""
+    values = check_rates(rates)
     if any(a < b for a, b in zip(values, values[1:])):
         order = " >= ".join(rates)
         log.warning("rates %s are not ordered %s; the last track is still the protected one", dict(rates), order)

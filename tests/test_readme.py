@@ -1,0 +1,101 @@
+"""The README's commands run as written after its set-up (`source .venv/bin/activate`), with tiny budgets.
+
+Every command of every ```bash block is either run here or skipped with the name of the test that
+covers it, so a command added to the README is run by default.
+"""
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+
+import pytest
+
+from .conftest import REPO
+
+# Commands run elsewhere, or that cannot run here: the start of the command -> why.
+ELSEWHERE = {
+    "make seed": "test_runs.py::test_readme_main_command_runs runs its command",
+    "make test": "is this suite",
+    ".venv/bin/python -m pytest": "is this suite",
+    "python scripts/resume.py": "needs a killed run: test_sweeps.py::test_sigkill_in_second_task_then_resume_gives_the_same_matrix",
+    "python -m nested_learning.train -m hydra/launcher=slurm": "needs a Slurm cluster",
+}
+# The smallest budget that still runs each command's code: one epoch per task, no TensorBoard, a
+# sweep of two jobs (two values of the first swept key, the first value of any other), two Optuna trials.
+BUDGET = ["epochs_per_task=1", "logger=none"]
+
+
+def readme_commands() -> list[str]:
+    text = (REPO / "README.md").read_text()
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            command = line.split(" # ")[0].split("  #")[0].strip()
+            if command and not command.startswith("#"):
+                commands.append(command)
+    return commands
+
+
+def sweep_values(key: str, value: str) -> list[str] | None:
+    """The values a sweep override (or a sweeper param) expands to, as Hydra parses them; None if not a sweep."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    override = OverridesParser.create().parse_override(f"{key}={value}")
+    return list(override.sweep_string_iterator()) if override.is_sweep_override() else None
+
+
+def experiment_sweep(words: list[str]) -> dict[str, str]:
+    """The sweeper params a config (an experiment) sets, e.g. experiment=fair: model and seed."""
+    from hydra import compose, initialize_config_dir
+
+    plain = [w for w in words if "=" in w and sweep_values(*w.split("=", 1)) is None]
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=plain, return_hydra_config=True)
+    params = cfg.hydra.sweeper.get("params") or {}
+    return {} if "n_trials" in cfg.hydra.sweeper else {str(k): str(v) for k, v in params.items()}
+
+
+def with_budget(command: str, out, run_dir, sweep_dir) -> list[str]:
+    command = command.replace("outputs/multiruns/<time>", str(sweep_dir)).replace("RUN_DIR", str(run_dir))
+    words = [w for w in shlex.split(command) if w != "[key=value" and w != "...]"]
+    if words[:3] != ["python", "-m", "nested_learning.train"] or "--cfg" in words or "--help" in words:
+        return words
+    words = [w for w in words if not w.startswith("epochs_per_task=")]
+    swept = {**experiment_sweep(words[3:]), **dict(w.split("=", 1) for w in words[3:] if "=" in w and sweep_values(*w.split("=", 1)))}
+    kept = [w for w in words if w.split("=", 1)[0] not in swept]
+    for i, (key, value) in enumerate(swept.items()):
+        kept.append(f"{key}={','.join(sweep_values(key, value)[:2 if i == 0 else 1])}")
+    budget = BUDGET + [f"paths.output_root={out}"]
+    if any(w.startswith("hparams_search=") for w in words):
+        budget.append("hydra.sweeper.n_trials=2")
+    return kept + budget
+
+
+@pytest.mark.slow
+def test_every_readme_command_runs_after_activating_the_venv(tmp_path):
+    venv_bin = os.path.dirname(sys.executable)
+    env = {**os.environ, "PATH": f"{venv_bin}:{os.environ['PATH']}", "VIRTUAL_ENV": os.path.dirname(venv_bin)}
+    env.pop("CI", None)
+    ran = []
+    for command in readme_commands():
+        if any(command.startswith(start) for start in ELSEWHERE):
+            continue
+        if command.startswith("tensorboard "):
+            # a server that runs until stopped: check that activation puts it on PATH
+            assert subprocess.run(["tensorboard", "--version_tb"], env=env, capture_output=True).returncode == 0
+            ran.append(command)
+            continue
+        runs = sorted((tmp_path / "runs").glob("*"))
+        sweeps = sorted((tmp_path / "multiruns").glob("*"), key=lambda p: p.stat().st_mtime)
+        reference = re.search(r"--reference (\S+)", command)
+        if reference:  # the latest sweep that has the model to compare against
+            sweeps = [s for s in sweeps if any(s.glob(f"*model={reference.group(1)}*"))]
+        words = with_budget(command, tmp_path, runs[-1] if runs else "RUN_DIR", sweeps[-1] if sweeps else "<time>")
+        started = time.time()
+        out = subprocess.run(words, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        print(f"{time.time() - started:5.1f} s  {' '.join(words)}")
+        assert out.returncode == 0, f"{command}\n-> {' '.join(words)}\n{out.stderr[-3000:]}"
+        ran.append(command)
+    assert len(ran) >= 15, ran  # the README's examples, not a parse that found nothing
