@@ -102,7 +102,7 @@ class SelfModifyingTitans(nn.Module):
         return z @ memory.transpose(1, 2) + torch.cat([z, z, z, z.new_zeros(*z.shape[:-1], 2)], dim=-1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, T, _ = x.shape
+        B = x.shape[0]
         d = self.d_head
         x = self.conv(x)
         q = F.normalize(split_heads(self.w_q(x), self.n_heads), dim=-1)  # (N, T, d)
@@ -112,16 +112,15 @@ class SelfModifyingTitans(nn.Module):
         surprise = torch.zeros_like(memory) if self.momentum else None
         update = self.chunk_parallel if self.parallel else self.token_steps
         out = []
-        for start in range(0, T, self.chunk_size):
-            chunk = slice(start, min(start + self.chunk_size, T))
-            reads = self.read(memory, x[:, chunk])  # every memory reads x_t at the chunk's state, (N, C, R)
+        chunks = list(zip(x.split(self.chunk_size, dim=1), q.split(self.chunk_size, dim=1)))  # split: one backward op
+        for i, (x_c, q_c) in enumerate(chunks):
+            reads = self.read(memory, x_c)  # every memory reads x_t at the chunk's state, (N, C, R)
             k = F.normalize(reads[..., :d], dim=-1)
             v = F.normalize(reads[..., d : 2 * d], dim=-1)
             eta = self.eta_max * torch.sigmoid(reads[..., 3 * d] + eta_bias[:, None])  # (N, C)
             alpha_logit = reads[..., 3 * d + 1] + alpha_bias[:, None]  # alpha_t = sigmoid(alpha_logit), (N, C)
-            q_c = q[:, chunk]
             out.append(q_c + q_c @ memory[:, 2 * d : 3 * d].transpose(1, 2))  # o_t = M_mem,c(q_t), (N, C, d)
-            if chunk.stop == T:
+            if i == len(chunks) - 1:
                 break  # nothing reads the state after the last token
             error = self.read(memory, k - v)  # M_box,c(k_t) - vhat_box,t with vhat = M_box,c(v_t), (N, C, R)
             memory, surprise = update(memory, surprise, k, eta, alpha_logit, error)

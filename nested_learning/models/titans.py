@@ -150,11 +150,11 @@ class NeuralMemory(nn.Module):
         state = self.memory.initial_state(B)
         surprise = [torch.zeros_like(w) for w in state]
         step = self.chunk_parallel if self.parallel else self.token_steps
+        chunks = list(zip(*(t.split(self.chunk_size, dim=-2) for t in (q, k, v, logits.unsqueeze(-1)))))  # one backward op
         out = []
-        for start in range(0, T, self.chunk_size):
-            chunk = slice(start, min(start + self.chunk_size, T))
-            factors = self.memory.grad_factors(state, k[:, chunk], v[:, chunk])  # at the state before the chunk
-            y, state, surprise = step(state, surprise, factors, q[:, chunk], *logits[..., chunk], last=chunk.stop == T)
+        for i, (q_c, k_c, v_c, logits_c) in enumerate(chunks):
+            factors = self.memory.grad_factors(state, k_c, v_c)  # at the state before the chunk
+            y, state, surprise = step(state, surprise, factors, q_c, *logits_c.squeeze(-1), last=i == len(chunks) - 1)
             out.append(y)
         return merge_heads(torch.cat(out, dim=1), B)
 
