@@ -13,8 +13,9 @@ for box in {k, v, mem, eta, alpha}, W_box being memory box's weights (below). M_
 the start of t's chunk: every read above (o, k, v, eta, alpha, vhat) and every gradient uses it
 (Eq. 90; the paper's index C ceil(t/C) read as "the last state of the previous chunk", as its text
 says), so a chunk's reads and gradients are computed in parallel; only the decay term
-W_{t-1}(alpha I - eta k k^T) runs token by token. With chunk_size=1, M_c = M_{t-1}: the
-token-by-token form of Eq. 94-96. With momentum beta > 0 the gradient term goes through
+W_{t-1}(alpha I - eta k k^T) is sequential inside a chunk, and SelfModifyingTitans.chunk_parallel
+turns it into one triangular solve and matrix products (parallel=False: token by token, the
+reference). With chunk_size=1, M_c = M_{t-1}: the token-by-token form of Eq. 94-96. With momentum beta > 0 the gradient term goes through
 S_t = beta S_{t-1} - eta_t grad, W_t = W_{t-1}(alpha_t I - eta_t k k^T) + S_t.
 
 The memories are residual and linear, M(x) = x + W x, where the paper uses the 2-layer residual MLP

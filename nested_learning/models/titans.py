@@ -10,8 +10,10 @@ data-dependent gates eta_t, theta_t, alpha_t in (0, 1), each a sigmoid of a line
 M_{c(t)} is the memory state before t's chunk: with tokens numbered from 1, c(t) = s - 1 for s the
 first token of t's chunk, so the first chunk uses M_0 (Titans §3.2: gradients of a chunk are all taken
 at the state the chunk starts from, so they can be computed in parallel). With chunk_size=1,
-c(t) = t - 1, the gradient is taken at M_{t-1}, and this is the token-by-token recurrence. The update runs inside forward(), so the memory learns in context in
-eval mode exactly as in training; the outer optimizer learns the projections, the gates and the
+c(t) = t - 1, the gradient is taken at M_{t-1}, and this is the token-by-token recurrence. Each chunk
+is computed with matrix products (NeuralMemory.chunk_parallel, Titans §3.2 Eq. 16-18), or token by
+token as written above (parallel=False, the reference). The update runs inside forward(), so the
+memory learns in context in eval mode exactly as in training; the outer optimizer learns the projections, the gates and the
 memory's initial state M_0. Gradients of l are written out by hand (no autograd inside forward),
 which keeps the inner loop working under torch.no_grad() and differentiable for the outer loop.
 """
