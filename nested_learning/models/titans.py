@@ -13,9 +13,10 @@ at the state the chunk starts from, so they can be computed in parallel). With c
 c(t) = t - 1, the gradient is taken at M_{t-1}, and this is the token-by-token recurrence. Each chunk
 is computed with matrix products (NeuralMemory.chunk_parallel, Titans §3.2 Eq. 16-18), or token by
 token as written above (parallel=False, the reference). The update runs inside forward(), so the
-memory learns in context in eval mode exactly as in training; the outer optimizer learns the projections, the gates and the
-memory's initial state M_0. Gradients of l are written out by hand (no autograd inside forward),
-which keeps the inner loop working under torch.no_grad() and differentiable for the outer loop.
+memory learns in context in eval mode exactly as in training; the outer optimizer learns the
+projections, the gates and the memory's initial state M_0. Gradients of l are written out by hand
+(no autograd inside forward), which keeps the inner loop working under torch.no_grad() and
+differentiable for the outer loop.
 """
 from __future__ import annotations
 
