@@ -13,8 +13,8 @@
    --size picks the widths, batch and length (random tokens):
      default  the widths in conf/model (d_model 64, 2 heads, d_ff 128), batch 64 x 128 tokens
      paper    d_model 256, 4 heads, d_ff 1024, batch 16 x 512 tokens
-   Peak memory: on CUDA, torch's peak allocation over one training step; on the CPU, how much one
-   training step raises the process's peak resident memory, each model in a fresh process.
+   Peak memory, over building the model and two training steps: on CUDA, torch's peak allocation;
+   on the CPU, the rise of the peak resident memory of a fresh process per model.
 
 Every time is the median over --repeats rounds after --warmup untimed steps; the models take turns
 within each round. On the CPU, --threads torch threads (default 1, as the framework's runs use).
