@@ -9,7 +9,7 @@
 2. Throughput and memory: tokens per second of every model built on d_model (transformer, cms,
    hope_attention, titans, hope_nl, as configured in conf/model), for a training step (with the
    optimizer the framework would give it) and for evaluation (eval mode, no grad: the memories still
-   update in context), and the peak memory of a training step; each relative to the Transformer.
+   update in context), and the peak memory of training; each relative to the Transformer.
    --size picks the widths, batch and length (random tokens):
      default  the widths in conf/model (d_model 64, 2 heads, d_ff 128), batch 64 x 128 tokens
      paper    d_model 256, 4 heads, d_ff 1024, batch 16 x 512 tokens
