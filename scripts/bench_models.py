@@ -1,30 +1,38 @@
-"""Cost of the CMS update rule and of the memory models, measured in one process.
+"""Cost of the CMS update rule and of the models, measured in one run.
 
 1. CMS step: one training step (forward, backward, optimizer step, zero_grad) of model=cms through
    its MultiFrequencyOptimizer (levels stepped at their periods), against the same network, same
    weights and same batch, trained by the same optimizer (Adam over every parameter, every step).
    Timed over whole cycles of the longest period, so level steps and skipped steps both count.
-   Target: ratio <= 1.15x.
-2. Throughput: tokens per second of hope_nl and titans against the Transformer, each as configured
-   in conf/model (all at d_model 64), for a training step (with the optimizer the framework would
-   give it) and for evaluation (eval mode, no grad: the memories still update in context).
+   Target: ratio <= 1.15x. Batches are real commute-task batches (batch 64, their sequence length)
+   unless --seq-len is given, which times random token sequences of that length instead.
+2. Throughput and memory: tokens per second of every model built on d_model (transformer, cms,
+   hope_attention, titans, hope_nl, as configured in conf/model), for a training step (with the
+   optimizer the framework would give it) and for evaluation (eval mode, no grad: the memories still
+   update in context), and the peak memory of training; each relative to the Transformer.
+   --size picks the widths, batch and length (random tokens):
+     default  the widths in conf/model (d_model 64, 2 heads, d_ff 128), batch 64 x 128 tokens
+     paper    d_model 256, 4 heads, d_ff 1024, batch 16 x 512 tokens
+   Peak memory, over building the model and two training steps: on CUDA, torch's peak allocation;
+   on the CPU, the rise of the peak resident memory of a fresh process per model.
 3. Optimizers: one training step of the default Transformer under each optimizer in conf/optimizer
    (as configured there), same weights and batch, against Adam (bench_optimizers).
 
-Every figure is the median over --repeats rounds after --warmup untimed steps; the models take turns
-within each round. One torch thread, as the framework's runs use by default (config `threads`).
-Batches are real commute-task batches (batch 64, their sequence length) unless --seq-len is given,
-which times random token sequences of that length instead.
+Every time is the median over --repeats rounds after --warmup untimed steps; the models take turns
+within each round. On the CPU, --threads torch threads (default 1, as the framework's runs use).
 
-    python scripts/bench_models.py [--repeats 7] [--warmup 3] [--seq-len 64]
+    python scripts/bench_models.py [--size default|paper] [--device cpu|cuda] [--repeats 7] [--warmup 3]
 """
 from __future__ import annotations
 
 import argparse
 import copy
 import math
+import multiprocessing
+import re
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
 
@@ -38,16 +46,24 @@ from nested_learning.data.vocab import Vocabulary
 REPO = Path(__file__).resolve().parent.parent
 
 
+MODELS = ("transformer", "cms", "hope_attention", "titans", "hope_nl")  # the models built on d_model and d_ff
+SIZES = {  # model keys (set where a model's config has them), batch size, sequence length
+    "default": ({}, 64, 128),
+    "paper": ({"d_model": 256, "n_heads": 4, "d_ff": 1024}, 16, 512),
+}
+
+
 def model_config(name: str):
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         return compose(config_name="config", overrides=[f"model={name}", "logger=none"])
 
 
-def build(name: str, vocab_size: int, max_len: int) -> torch.nn.Module:
+def build(name: str, vocab_size: int, max_len: int, size: str = "default", device: str = "cpu") -> torch.nn.Module:
     cfg = model_config(name)
     net_cfg = {k: v for k, v in cfg.model.items() if k != "name"}
+    net_cfg.update({k: v for k, v in SIZES[size][0].items() if k in net_cfg})
     torch.manual_seed(0)
-    return instantiate(net_cfg, vocab_size=vocab_size, max_len=max_len, _convert_="all")
+    return instantiate(net_cfg, vocab_size=vocab_size, max_len=max_len, _convert_="all").to(device)
 
 
 def batch(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, int, int]:
@@ -57,9 +73,9 @@ def batch(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, int, in
     if args.seq_len:
         shape = (args.batch_size, args.seq_len + 1)
         tokens = torch.randint(2, len(vocab), shape, generator=torch.Generator().manual_seed(0))
-        return tokens[:, :-1], tokens[:, 1:], len(vocab), vocab.pad_id
+        return tokens[:, :-1].to(args.device), tokens[:, 1:].to(args.device), len(vocab), vocab.pad_id
     inputs, targets = vocab.encode(list(task.tasks[0].train) * task.repeats)
-    return inputs[: args.batch_size], targets[: args.batch_size], len(vocab), vocab.pad_id
+    return inputs[: args.batch_size].to(args.device), targets[: args.batch_size].to(args.device), len(vocab), vocab.pad_id
 
 
 def optimizer_for(net: torch.nn.Module, factory):
@@ -68,23 +84,32 @@ def optimizer_for(net: torch.nn.Module, factory):
     return configure(factory) if callable(configure) else factory(net.parameters())
 
 
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def timed_steps(net, optimizer, inputs, targets, pad_id: int, steps: int) -> float:
     """Seconds per training step, over `steps` consecutive steps."""
+    synchronize(inputs.device)
     start = time.perf_counter()
     for _ in range(steps):
         loss = F.cross_entropy(net(inputs).flatten(0, 1), targets.flatten(), ignore_index=pad_id)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+    synchronize(inputs.device)
     return (time.perf_counter() - start) / steps
 
 
 @torch.no_grad()
 def timed_eval(net, inputs, steps: int) -> float:
     net.eval()
+    synchronize(inputs.device)
     start = time.perf_counter()
     for _ in range(steps):
         net(inputs)
+    synchronize(inputs.device)
     net.train()
     return (time.perf_counter() - start) / steps
 
@@ -101,7 +126,7 @@ def median_rounds(contestants: dict, measure, args: argparse.Namespace, steps: i
 
 def bench_cms_step(args, inputs, targets, vocab_size, pad_id) -> None:
     factory = partial(torch.optim.Adam, lr=1e-3)
-    cms = build("cms", vocab_size, inputs.shape[1])
+    cms = build("cms", vocab_size, inputs.shape[1], device=args.device)
     plain = copy.deepcopy(cms)
     cms_optimizer = cms.configure_optimizer(factory)
     periods = [level.period for level in cms_optimizer.levels]
@@ -116,21 +141,75 @@ def bench_cms_step(args, inputs, targets, vocab_size, pad_id) -> None:
     print(f"  ratio                      {med['cms'] / med['plain']:8.3f}x   (target <= 1.15x)")
 
 
+def random_batch(vocab_size: int, batch_size: int, length: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    tokens = torch.randint(2, vocab_size, (batch_size, length + 1), generator=torch.Generator().manual_seed(0))
+    return tokens[:, :-1].to(device), tokens[:, 1:].to(device)
+
+
+def resident_kib(field: str) -> int:
+    """VmRSS (now) or VmHWM (peak) of this process, in KiB (Linux)."""
+    return int(re.search(rf"{field}:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
+
+
+def peak_training_memory(name: str, size: str, vocab_size: int, pad_id: int, device: str, threads: int) -> int:
+    """Peak bytes over building the model and its optimizer and two training steps (the second with
+    the optimizer's state in place), beyond what the process held before."""
+    torch.set_num_threads(threads)
+    _, batch_size, length = SIZES[size]
+    cuda = device.startswith("cuda")
+    if cuda:
+        held = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        Path("/proc/self/clear_refs").write_text("5")  # reset the peak resident memory to the current one
+        held = resident_kib("VmRSS") * 1024
+    net = build(name, vocab_size, length, size, device)
+    optimizer = optimizer_for(net, partial(torch.optim.Adam, lr=1e-3))
+    timed_steps(net, optimizer, *random_batch(vocab_size, batch_size, length, device), pad_id, steps=2)
+    peak = torch.cuda.max_memory_allocated() if cuda else resident_kib("VmHWM") * 1024
+    return peak - held
+
+
+def peak_memories(args, vocab_size: int, pad_id: int) -> dict[str, int]:
+    """CUDA: one process, torch's peak counter reset per model. CPU: a fresh process per model, since
+    the resident-memory high-water mark never goes down."""
+    measure = partial(peak_training_memory, size=args.size, vocab_size=vocab_size, pad_id=pad_id, device=args.device,
+                      threads=args.threads)
+    if args.device.startswith("cuda"):
+        return {name: measure(name) for name in MODELS}
+    peaks = {}
+    for name in MODELS:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            peaks[name] = pool.submit(measure, name).result()
+    return peaks
+
+
 def bench_throughput(args, inputs, targets, vocab_size, pad_id) -> None:
+    del inputs, targets  # random tokens of the --size preset's shape instead of the commute batch
+    overrides, batch_size, length = SIZES[args.size]
     factory = partial(torch.optim.Adam, lr=1e-3)
-    nets = {name: build(name, vocab_size, inputs.shape[1]) for name in ("transformer", "titans", "hope_nl")}
+    nets = {name: build(name, vocab_size, length, args.size, args.device) for name in MODELS}
+    inputs, targets = random_batch(vocab_size, batch_size, length, args.device)
     entries = {name: (net, optimizer_for(net, factory)) for name, net in nets.items()}
     train_step = partial(timed_steps, inputs=inputs, targets=targets, pad_id=pad_id)
     train = median_rounds(entries, train_step, args, args.model_steps)
     evals = median_rounds({n: (net,) for n, net in nets.items()}, partial(timed_eval, inputs=inputs), args, args.model_steps)
+    del nets, entries
+    peaks = peak_memories(args, vocab_size, pad_id)
     tokens = inputs.numel()
-    print(f"\nThroughput (batch {inputs.shape[0]} x {inputs.shape[1]} tokens, d_model 64, tokens/s):")
-    print(f"  {'model':<12} {'params':>8} {'train':>10} {'vs tf':>7} {'eval':>10} {'vs tf':>7}")
-    for name, net in nets.items():
-        params = sum(p.numel() for p in net.parameters())
+    widths = ", ".join(f"{k} {v}" for k, v in overrides.items()) or "widths as in conf/model"
+    where = f"{args.device}, {args.threads} thread(s)" if args.device == "cpu" else args.device
+    memory = "torch's peak allocation" if args.device.startswith("cuda") else "peak resident memory growth, a process per model"
+    print(f"\nThroughput and memory (--size {args.size}: {widths}; batch {batch_size} x {length} random tokens; {where}):")
+    print(f"  {'model':<15} {'params':>9} {'train tok/s':>12} {'vs tf':>7} {'eval tok/s':>12} {'vs tf':>7} {'peak MB':>9} {'vs tf':>7}")
+    for name in MODELS:
+        params = sum(p.numel() for p in build(name, vocab_size, length, args.size).parameters())
         tr, ev = tokens / train[name], tokens / evals[name]
         tr_ref, ev_ref = tokens / train["transformer"], tokens / evals["transformer"]
-        print(f"  {name:<12} {params:>8} {tr:>10.0f} {tr / tr_ref:>6.2f}x {ev:>10.0f} {ev / ev_ref:>6.2f}x")
+        print(f"  {name:<15} {params:>9} {tr:>12.0f} {tr / tr_ref:>6.2f}x {ev:>12.0f} {ev / ev_ref:>6.2f}x"
+              f" {peaks[name] / 2**20:>9.0f} {peaks[name] / peaks['transformer']:>6.2f}x")
+    print(f"  (peak MB: {memory}, over building the model and two Adam training steps; targets: titans >= 0.8x and hope_nl >= 0.5x"
+          " train tok/s on the CPU at --size default, peak memory <= 3x at --size paper)")
 
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "m3", "delta_momentum", "dmgd")
@@ -138,7 +217,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd", "m3", "delta_momentum", "dmgd")
 
 def bench_optimizers(args, inputs, targets, vocab_size, pad_id) -> None:
     """Step time of the default Transformer under every optimizer in conf/optimizer, against Adam."""
-    net = build("transformer", vocab_size, inputs.shape[1])
+    net = build("transformer", vocab_size, inputs.shape[1], device=args.device)
     entries = {}
     for name in OPTIMIZERS:
         with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
@@ -159,11 +238,17 @@ def main() -> None:
     parser.add_argument("--cms-steps", type=int, default=24,
                         help="CMS steps per round, rounded to whole cycles of the longest period (default 24)")
     parser.add_argument("--model-steps", type=int, default=3, help="steps per round for the throughput figures (default 3)")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64, help="CMS step: sequences per batch (default 64)")
     parser.add_argument("--seq-len", type=int, default=0,
-                        help="time random sequences of this length instead of commute batches")
+                        help="CMS step: time random sequences of this length instead of commute batches")
+    parser.add_argument("--size", choices=sorted(SIZES), default="default",
+                        help="widths, batch and length of the throughput and memory table (default: default)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:index] (default cpu)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads on the CPU (default 1)")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    if args.device != "cpu" and not (args.device.startswith("cuda") and torch.cuda.is_available()):
+        parser.error(f"--device {args.device}: choose cpu, or cuda[:index] on a machine with a CUDA GPU")
+    torch.set_num_threads(args.threads)
     data = batch(args)
     bench_cms_step(args, *data)
     bench_throughput(args, *data)

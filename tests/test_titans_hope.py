@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from nested_learning.errors import UserError
 from nested_learning.models.hope_nl import MEMORY_NAMES, HopeNLLM, SelfModifyingTitans, dgd_step
-from nested_learning.models.titans import NeuralMemory, TitansLM, merge_heads, split_heads
+from nested_learning.models.titans import NeuralMemory, TitansLM, fixed, merge_heads, split_heads
 from nested_learning.results import load_results
 
 
@@ -53,10 +53,11 @@ def _reference_hope(smt: SelfModifyingTitans, x: torch.Tensor) -> torch.Tensor:
     return merge_heads(torch.stack(out, dim=1), B)
 
 
+@pytest.mark.parametrize("parallel", [True, False])
 @pytest.mark.parametrize("chunk_size,momentum", [(1, 0.0), (1, 0.9), (3, 0.0), (3, 0.5)])
-def test_self_modifying_titans_matches_token_by_token_reference(chunk_size, momentum):
+def test_self_modifying_titans_matches_token_by_token_reference(chunk_size, momentum, parallel):
     torch.manual_seed(0)
-    smt = SelfModifyingTitans(8, 2, chunk_size, 2, momentum, 0.5)
+    smt = SelfModifyingTitans(8, 2, chunk_size, 2, momentum, 0.5, parallel)
     with torch.no_grad():
         for p in smt.initial.values():
             p.mul_(10)  # memories far from the identity, so every term of the update matters
@@ -80,20 +81,21 @@ def _reference_titans(layer: NeuralMemory, x: torch.Tensor) -> torch.Tensor:
         if t % C == 0:
             start = [w.detach().clone().requires_grad_() for w in state]
         with torch.enable_grad():
-            loss = 0.5 * ((layer.memory.read(start, k[:, t : t + 1]) - v[:, t : t + 1]) ** 2).sum()
+            loss = 0.5 * ((layer.memory.read(fixed(start), k[:, t : t + 1]) - v[:, t : t + 1]) ** 2).sum()
             grads = torch.autograd.grad(loss, start)
         shape = lambda a, w: a.view(-1, *([1] * (w.dim() - 1)))  # noqa: E731
         surprise = [shape(eta[:, t], s) * s - shape(theta[:, t], g) * g for s, g in zip(surprise, grads)]
         state = [shape(1 - alpha[:, t], w) * w + s for w, s in zip(state, surprise)]
-        out.append(layer.memory.read(state, q[:, t : t + 1]))
+        out.append(layer.memory.read(fixed(state), q[:, t : t + 1]))
     return merge_heads(torch.cat(out, dim=1), B)
 
 
+@pytest.mark.parametrize("parallel", [True, False])
 @pytest.mark.parametrize("memory", ["linear", "mlp"])
 @pytest.mark.parametrize("chunk_size", [1, 3])
-def test_titans_memory_matches_token_by_token_reference(memory, chunk_size):
+def test_titans_memory_matches_token_by_token_reference(memory, chunk_size, parallel):
     torch.manual_seed(0)
-    layer = NeuralMemory(8, 2, memory, 6, chunk_size, 2)
+    layer = NeuralMemory(8, 2, memory, 6, chunk_size, 2, parallel)
     x = torch.randn(3, 7, 8)
     with torch.no_grad():
         torch.testing.assert_close(layer(x), _reference_titans(layer, x))
@@ -102,7 +104,7 @@ def test_titans_memory_matches_token_by_token_reference(memory, chunk_size):
 def test_gradients_reach_the_initial_states_of_every_memory():
     torch.manual_seed(0)
     tokens = torch.randint(0, 12, (4, 9))
-    hope = HopeNLLM(12, 9, d_model=16, n_heads=2, momentum=0.5, n_layers=1)
+    hope = HopeNLLM(12, 9, d_model=16, n_heads=2, chunk_size=4, momentum=0.5, n_layers=1)  # 9 tokens: 3 chunks
     hope(tokens).logsumexp(-1).sum().backward()
     smt = hope.blocks[0].mixer
     outer = list(smt.initial.items()) + [("eta_bias", smt.eta_bias), ("alpha_bias", smt.alpha_bias), ("w_q", smt.w_q.weight)]
@@ -116,7 +118,7 @@ def test_gradients_reach_the_initial_states_of_every_memory():
 
 
 def _recurrent(model: str, **kwargs):
-    kw = dict(d_model=16, n_heads=2, n_layers=1, conv_width=1, dropout=0.0, **kwargs)
+    kw = dict(d_model=16, n_heads=2, chunk_size=2, n_layers=1, conv_width=1, dropout=0.0, **kwargs)
     return HopeNLLM(12, 9, **kw) if model == "hope_nl" else TitansLM(12, 9, **kw)
 
 

@@ -13,8 +13,9 @@ for box in {k, v, mem, eta, alpha}, W_box being memory box's weights (below). M_
 the start of t's chunk: every read above (o, k, v, eta, alpha, vhat) and every gradient uses it
 (Eq. 90; the paper's index C ceil(t/C) read as "the last state of the previous chunk", as its text
 says), so a chunk's reads and gradients are computed in parallel; only the decay term
-W_{t-1}(alpha I - eta k k^T) runs token by token. With chunk_size=1, M_c = M_{t-1}: the
-token-by-token form of Eq. 94-96. With momentum beta > 0 the gradient term goes through
+W_{t-1}(alpha I - eta k k^T) is sequential inside a chunk, and SelfModifyingTitans.chunk_parallel
+turns it into one triangular solve and matrix products (parallel=False: token by token, the
+reference). With chunk_size=1, M_c = M_{t-1}: the token-by-token form of Eq. 94-96. With momentum beta > 0 the gradient term goes through
 S_t = beta S_{t-1} - eta_t grad, W_t = W_{t-1}(alpha_t I - eta_t k k^T) + S_t.
 
 The memories are residual and linear, M(x) = x + W x, where the paper uses the 2-layer residual MLP
@@ -43,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nested_learning.errors import UserError
+from nested_learning.models.chunkwise import decay_matrix
 from nested_learning.models.cms import CMS
 from nested_learning.models.mixer_stack import CausalConv1d, MixerCMSLM, check_chunk, check_heads
 from nested_learning.models.titans import merge_heads, per_sample, split_heads
@@ -68,7 +70,9 @@ def dgd_step(
 class SelfModifyingTitans(nn.Module):
     """Eq. 94-96 (chunk-wise, Eq. 90) as a token mixer: (B, T, D) -> (B, T, D)."""
 
-    def __init__(self, d_model: int, n_heads: int, chunk_size: int, conv_width: int, momentum: float, eta_max: float):
+    def __init__(
+        self, d_model: int, n_heads: int, chunk_size: int, conv_width: int, momentum: float, eta_max: float, parallel: bool = True
+    ):
         super().__init__()
         d = check_heads(d_model, n_heads)
         check_chunk(chunk_size)
@@ -77,7 +81,7 @@ class SelfModifyingTitans(nn.Module):
         if not 0.0 < eta_max <= 1.0:
             raise UserError(f"model.eta_max={eta_max}: must lie in (0, 1]")
         self.n_heads, self.d_head, self.chunk_size = n_heads, d, chunk_size
-        self.momentum, self.eta_max = momentum, eta_max
+        self.momentum, self.eta_max, self.parallel = momentum, eta_max, parallel
         self.conv = CausalConv1d(d_model, conv_width)
         self.w_q = nn.Linear(d_model, d_model, bias=False)
         # Initial states W_box,0 (per head), learned across sequences by the outer optimizer.
@@ -99,7 +103,7 @@ class SelfModifyingTitans(nn.Module):
         return z @ memory.transpose(1, 2) + torch.cat([z, z, z, z.new_zeros(*z.shape[:-1], 2)], dim=-1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, T, _ = x.shape
+        B = x.shape[0]
         d = self.d_head
         x = self.conv(x)
         q = F.normalize(split_heads(self.w_q(x), self.n_heads), dim=-1)  # (N, T, d)
@@ -107,27 +111,69 @@ class SelfModifyingTitans(nn.Module):
         eta_bias, alpha_bias = self.eta_bias.repeat(B), self.alpha_bias.repeat(B)  # (N,), head-minor like N
         memory = self.initial_state(B)  # (N, R, d)
         surprise = torch.zeros_like(memory) if self.momentum else None
+        update = self.chunk_parallel if self.parallel else self.token_steps
         out = []
-        for start in range(0, T, self.chunk_size):
-            chunk = slice(start, min(start + self.chunk_size, T))
-            reads = self.read(memory, x[:, chunk])  # every memory reads x_t at the chunk's state, (N, C, R)
+        chunks = list(zip(x.split(self.chunk_size, dim=1), q.split(self.chunk_size, dim=1)))  # split: one backward op
+        for i, (x_c, q_c) in enumerate(chunks):
+            reads = self.read(memory, x_c)  # every memory reads x_t at the chunk's state, (N, C, R)
             k = F.normalize(reads[..., :d], dim=-1)
             v = F.normalize(reads[..., d : 2 * d], dim=-1)
             eta = self.eta_max * torch.sigmoid(reads[..., 3 * d] + eta_bias[:, None])  # (N, C)
-            alpha = torch.sigmoid(reads[..., 3 * d + 1] + alpha_bias[:, None])  # (N, C)
-            q_c = q[:, chunk]
+            alpha_logit = reads[..., 3 * d + 1] + alpha_bias[:, None]  # alpha_t = sigmoid(alpha_logit), (N, C)
             out.append(q_c + q_c @ memory[:, 2 * d : 3 * d].transpose(1, 2))  # o_t = M_mem,c(q_t), (N, C, d)
-            if chunk.stop == T:
+            if i == len(chunks) - 1:
                 break  # nothing reads the state after the last token
             error = self.read(memory, k - v)  # M_box,c(k_t) - vhat_box,t with vhat = M_box,c(v_t), (N, C, R)
-            for i in range(k.shape[1]):
-                if surprise is None:
-                    memory = dgd_step(memory, k[:, i], eta[:, i], alpha[:, i], error[:, i])
-                else:  # S_t = beta S_{t-1} - eta_t e_t k_t^T
-                    grad_step = (-eta[:, i, None] * error[:, i]).unsqueeze(-1)
-                    surprise = torch.baddbmm(surprise, grad_step, k[:, i].unsqueeze(1), beta=self.momentum)
-                    memory = dgd_step(memory, k[:, i], eta[:, i], alpha[:, i]) + surprise
+            memory, surprise = update(memory, surprise, k, eta, alpha_logit, error)
         return merge_heads(torch.cat(out, dim=1), B)
+
+    def token_steps(self, memory, surprise, k, eta, alpha_logit, error):
+        """The chunk's state update token by token, Eq. 96 as written (the reference form)."""
+        alpha = torch.sigmoid(alpha_logit)
+        for i in range(k.shape[1]):
+            if surprise is None:
+                memory = dgd_step(memory, k[:, i], eta[:, i], alpha[:, i], error[:, i])
+            else:  # S_t = beta S_{t-1} - eta_t e_t k_t^T
+                grad_step = (-eta[:, i, None] * error[:, i]).unsqueeze(-1)
+                surprise = torch.baddbmm(surprise, grad_step, k[:, i].unsqueeze(1), beta=self.momentum)
+                memory = dgd_step(memory, k[:, i], eta[:, i], alpha[:, i]) + surprise
+        return memory, surprise
+
+    def chunk_parallel(self, memory, surprise, k, eta, alpha_logit, error):
+        """The chunk's state update with matrix products and one triangular solve (DeltaNet's UT form).
+
+        Tokens t = 1..C from W_0, S_0, with g_t = -eta_t e_t the gradient step and X_t what is added
+        at t (g_t k_t^T; with momentum S_t = beta^t S_0 + sum_{j<=t} beta^(t-j) g_j k_j^T):
+
+            W_t = alpha_t W_{t-1} - eta_t w_t k_t^T + X_t,    w_t = W_{t-1} k_t
+                = gamma_t W_0 + sum_{i<=t} (gamma_t / gamma_i)(X_i - eta_i w_i k_i^T),   gamma_t = prod_{s<=t} alpha_s
+
+        so w_t = W_{t-1} k_t solves the unit lower-triangular system
+            w_t + sum_{i<t} (gamma_{t-1} / gamma_i) eta_i (k_i . k_t) w_i = gamma_{t-1} W_0 k_t + sum_{i<t} (gamma_{t-1} / gamma_i) X_i k_t,
+        and then W_C is one product over the chunk.
+        """
+        log_alpha = F.logsigmoid(alpha_logit)  # (N, C)
+        total = log_alpha.cumsum(-1)
+        before = decay_matrix(log_alpha, strict=True)  # [t, i] = gamma_{t-1} / gamma_i for i < t, (N, C, C)
+        to_end = (total[:, -1:] - total).exp()  # gamma_C / gamma_i, (N, C)
+        keys = k @ k.transpose(1, 2)  # k_t . k_i, (N, C, C)
+        step = -eta.unsqueeze(-1) * error  # g_t, (N, C, R)
+        rhs = (total - log_alpha).exp().unsqueeze(-1) * (k @ memory.transpose(1, 2))  # gamma_{t-1} W_0 k_t, (N, C, R)
+        written, written_to_end = before, to_end  # weights of g_j k_j^T in W_{t-1} k_t and in W_C
+        if surprise is not None:
+            log_beta = log_alpha.new_full(log_alpha.shape[-1:], math.log(self.momentum))
+            lag = decay_matrix(log_beta)  # [i, j] = beta^(i - j), (C, C)
+            powers = log_beta.cumsum(-1).exp()  # beta^t, (C,)
+            written, written_to_end = before @ lag, to_end @ lag
+            rhs = rhs + (before @ powers).unsqueeze(-1) * (k @ surprise.transpose(1, 2))
+        rhs = rhs + (written * keys) @ step
+        w = torch.linalg.solve_triangular(before * keys * eta.unsqueeze(1), rhs, upper=False, unitriangular=True)
+        added = (written_to_end.unsqueeze(-1) * step - (eta * to_end).unsqueeze(-1) * w).transpose(1, 2) @ k  # (N, R, d)
+        new_memory = per_sample(total[:, -1].exp(), memory) * memory + added
+        if surprise is not None:
+            new_memory = new_memory + per_sample(to_end @ powers, surprise) * surprise
+            surprise = powers[-1] * surprise + (lag[-1].unsqueeze(-1) * step).transpose(1, 2) @ k
+        return new_memory, surprise
 
 
 class HopeNLLM(MixerCMSLM):
@@ -139,10 +185,11 @@ class HopeNLLM(MixerCMSLM):
         max_len: int,
         d_model: int = 64,
         n_heads: int = 2,
-        chunk_size: int = 1,
+        chunk_size: int = 16,
         conv_width: int = 4,
         momentum: float = 0.0,
         eta_max: float = 0.5,
+        parallel: bool = True,
         d_ff: int = 128,
         n_layers: int = 2,
         periods: Sequence[int] = (1, 3, 6),
@@ -155,7 +202,7 @@ class HopeNLLM(MixerCMSLM):
             vocab_size,
             d_model,
             n_layers,
-            make_mixer=partial(SelfModifyingTitans, d_model, n_heads, chunk_size, conv_width, momentum, eta_max),
+            make_mixer=partial(SelfModifyingTitans, d_model, n_heads, chunk_size, conv_width, momentum, eta_max, parallel),
             make_cms=partial(CMS, d_model, d_ff, periods, level_lrs, cms_variant, dropout),
             dropout=dropout,
         )
