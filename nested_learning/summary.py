@@ -165,19 +165,28 @@ def axis_table(runs: list[dict[str, Any]], x: str, y: str, metric: str) -> pd.Da
     return frame.pivot_table(index="y", columns="x", values="v", aggfunc="mean").sort_index(ascending=False)
 
 
-def reference_differences(runs: list[dict[str, Any]], reference_model: str) -> pd.DataFrame:
-    """For each group, the difference of every metric to the group with the same settings but the reference model."""
+def reference_differences(runs: list[dict[str, Any]], reference: str) -> pd.DataFrame:
+    """For each group, the difference of every metric to the reference group with the same settings otherwise.
+
+    `reference` is a model name (the groups of that model), or one override `key=value` (the groups
+    whose label holds it, e.g. `cms_arm=step`); "otherwise" ignores that key.
+    """
+    key, value = reference.split("=", 1) if "=" in reference else ("model", reference)
+
     def rest(label: str) -> str:
-        return " ".join(o for o in label.split() if not o.startswith("model="))
+        return " ".join(o for o in label.split() if not o.startswith(f"{key}="))
+
+    def is_reference(label: str, members: list[dict[str, Any]]) -> bool:
+        return members[0]["model"] == value if key == "model" else f"{key}={value}" in label.split()
 
     groups: dict[str, list[dict[str, Any]]] = {}
     for run in runs:
         groups.setdefault(group_label(run), []).append(run)
     rows = []
     for label, members in groups.items():
-        if members[0]["model"] == reference_model:
+        if is_reference(label, members):
             continue
-        refs = [g for g, m in groups.items() if m[0]["model"] == reference_model and rest(g) == rest(label)]
+        refs = [g for g, m in groups.items() if is_reference(g, m) and rest(g) == rest(label)]
         if not refs:
             continue
         row: dict[str, Any] = {"group": label, "reference": refs[0]}
@@ -217,7 +226,8 @@ def write_summary(
                     f"{r[f'{metric}_diff']:+.3f} [{r[f'{metric}_ci_low']:+.3f}, {r[f'{metric}_ci_high']:+.3f}]" for _, r in diffs.iterrows()
                 ]
             shown["pairing"] = diffs["pairing"]
-            lines += [f"## Difference to model={reference}, same settings otherwise (95% CI)", "", shown.to_markdown(index=False), ""]
+            named = reference if "=" in reference else f"model={reference}"
+            lines += [f"## Difference to {named}, same settings otherwise (95% CI)", "", shown.to_markdown(index=False), ""]
     if sweep.failures:
         lines += ["## Failed or unfinished jobs", ""] + [f"- `{job}`: {why}" for job, why in sweep.failures] + [""]
     axes = axes or tuple(varying_rate_axes(sweep.runs)[:2]) or None
