@@ -5,7 +5,9 @@
    weights and same batch, trained by the same optimizer (Adam over every parameter, every step).
    Timed over whole cycles of the longest period, so level steps and skipped steps both count.
    Target: ratio <= 1.15x.
-2. Throughput: tokens per second of hope_nl and titans against the Transformer, each as configured
+2. CMS clocks: one training step of model=cms on the token clock (reset and carry: levels updated
+   inside forward every C^(l) tokens) against the step clock, same weights and batch. Target <= 2x.
+3. Throughput: tokens per second of hope_nl and titans against the Transformer, each as configured
    in conf/model (all at d_model 64), for a training step (with the optimizer the framework would
    give it) and for evaluation (eval mode, no grad: the memories still update in context).
 
@@ -36,13 +38,13 @@ from nested_learning.data.vocab import Vocabulary
 REPO = Path(__file__).resolve().parent.parent
 
 
-def model_config(name: str):
+def model_config(name: str, overrides: list[str] | None = None):
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose(config_name="config", overrides=[f"model={name}", "logger=none"])
+        return compose(config_name="config", overrides=[f"model={name}", "logger=none", *(overrides or [])])
 
 
-def build(name: str, vocab_size: int, max_len: int) -> torch.nn.Module:
-    cfg = model_config(name)
+def build(name: str, vocab_size: int, max_len: int, overrides: list[str] | None = None) -> torch.nn.Module:
+    cfg = model_config(name, overrides)
     net_cfg = {k: v for k, v in cfg.model.items() if k != "name"}
     torch.manual_seed(0)
     return instantiate(net_cfg, vocab_size=vocab_size, max_len=max_len, _convert_="all")
@@ -114,6 +116,23 @@ def bench_cms_step(args, inputs, targets, vocab_size, pad_id) -> None:
     print(f"  ratio                      {med['cms'] / med['plain']:8.3f}x   (target <= 1.15x)")
 
 
+def bench_cms_clocks(args, inputs, targets, vocab_size, pad_id) -> None:
+    """One training step of model=cms on the token clock (levels updated inside forward, reset and
+    carry) against the step clock, same weights and batch, each through its own optimizer. Target <= 2x."""
+    factory = partial(torch.optim.Adam, lr=1e-3)
+    nets = {"step": build("cms", vocab_size, inputs.shape[1])}
+    for state in ("reset", "carry"):
+        nets[f"token, {state}"] = build("cms", vocab_size, inputs.shape[1], ["model.cms_clock=token", f"model.cms_state={state}"])
+        nets[f"token, {state}"].load_state_dict(nets["step"].state_dict(), strict=False)  # carry adds its zero buffers
+    entries = {name: (net, net.configure_optimizer(factory)) for name, net in nets.items()}
+    med = median_rounds(entries, partial(timed_steps, inputs=inputs, targets=targets, pad_id=pad_id), args, args.cms_steps)
+    print(f"\nCMS clocks (model=cms, periods [1, 3, 6], Adam, batch {inputs.shape[0]} x {inputs.shape[1]} tokens, "
+          f"{args.cms_steps} steps per round):")
+    for name, seconds in med.items():
+        print(f"  {name + ' clock' if name == 'step' else 'token clock, ' + name.split(', ')[1]:<22} {seconds * 1e3:8.3f} ms/step"
+              + ("" if name == "step" else f"   {seconds / med['step']:6.2f}x   (target <= 2x)"))
+
+
 def bench_throughput(args, inputs, targets, vocab_size, pad_id) -> None:
     factory = partial(torch.optim.Adam, lr=1e-3)
     nets = {name: build(name, vocab_size, inputs.shape[1]) for name in ("transformer", "titans", "hope_nl")}
@@ -145,6 +164,7 @@ def main() -> None:
     torch.set_num_threads(1)
     data = batch(args)
     bench_cms_step(args, *data)
+    bench_cms_clocks(args, *data)
     bench_throughput(args, *data)
 
 

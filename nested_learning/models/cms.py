@@ -176,13 +176,12 @@ class CMS(nn.Module):
         if self.training:  # evaluation never writes the carried state or the diagnostics
             self.inner_updates[i] += run.updates
             if self.carried is not None:
-                if run.end.per_sequence():
-                    # One stream, B sequences read in parallel: it keeps the batch mean of their end states.
-                    run.end = FastWeights(*(t.mean(0) for t in run.end.tensors()))
-                self.carried[i].assign(run.end)
-                self.fast_change_norm[i] = run.end.norms()
+                # One stream, B sequences read in parallel: it keeps the batch mean of their end states.
+                end = run.mean_end()
+                self.carried[i].assign(end)
+                self.fast_change_norm[i] = end.norm()
             else:
-                self.fast_change_norm[i] = run.end.norms().mean()
+                self.fast_change_norm[i] = run.change_norms().mean()
         return run.out
 
 
