@@ -169,15 +169,22 @@ def reference_differences(runs: list[dict[str, Any]], reference: str) -> pd.Data
     """For each group, the difference of every metric to the reference group with the same settings otherwise.
 
     `reference` is a model name (the groups of that model), or one override `key=value` (the groups
-    whose label holds it, e.g. `cms_arm=step`); "otherwise" ignores that key.
+    whose label holds it, e.g. `cms_arm=step`); "otherwise" ignores that key (and the model, which
+    such a key may set, as the arms of experiment=cms_clocks do).
     """
     key, value = reference.split("=", 1) if "=" in reference else ("model", reference)
 
+    def bare(override: str) -> str:  # "+cms_arm=step" -> "cms_arm=step"
+        return override.lstrip("+~")
+
+    # Settings other than the reference key; with `key=value` the model too, which such a key may choose.
+    ignored = {key, "model"}
+
     def rest(label: str) -> str:
-        return " ".join(o for o in label.split() if not o.startswith(f"{key}="))
+        return " ".join(o for o in label.split() if bare(o).split("=", 1)[0] not in ignored)
 
     def is_reference(label: str, members: list[dict[str, Any]]) -> bool:
-        return members[0]["model"] == value if key == "model" else f"{key}={value}" in label.split()
+        return members[0]["model"] == value if key == "model" else f"{key}={value}" in map(bare, label.split())
 
     groups: dict[str, list[dict[str, Any]]] = {}
     for run in runs:

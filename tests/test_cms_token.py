@@ -249,3 +249,14 @@ def test_results_record_clock_scope_updates_change_and_level_cosines(run_in_proc
     cosines = state["cms_level_cosine"]
     assert set(cosines) == {f"layer{n}/level{i}-level{j}" for n in (1, 2) for i, j in ((1, 2), (1, 3), (2, 3))}
     assert all(-1 <= c <= 1 for c in cosines.values())
+
+
+def test_diagnostics_reach_tensorboard(run_in_process, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_in_process("model=cms", "model.cms_clock=token", "epochs_per_task=1", "logger=tensorboard",
+                   "logger.save_dir=" + str(tmp_path / "run"))
+    (events_dir,) = {p.parent for p in (tmp_path / "run").rglob("events.out.tfevents.*")}
+    scalars = set(EventAccumulator(str(events_dir)).Reload().Tags()["scalars"])
+    assert {"model_state/cms_levels/1/updates", "model_state/cms_levels/3/fast_change_norm",
+            "model_state/cms_levels/2/change_norm", "model_state/cms_level_cosine/layer2/level1-level3"} <= scalars
