@@ -138,6 +138,7 @@ def _fit(net, loader, epochs, ckpt_path=None, save_to=None):
     trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt_path)
     if save_to is not None:
         trainer.save_checkpoint(save_to)
+    return module
 
 
 def test_lightning_checkpoint_resumes_a_half_summed_chunk(tmp_path):

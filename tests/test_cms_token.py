@@ -11,11 +11,12 @@ import torch
 from torch import nn
 
 from nested_learning.errors import UserError
-from nested_learning.lit_module import ContinualLM
 from nested_learning.models import cms as cms_module
 from nested_learning.models.cms import CMS
 from nested_learning.models.cms_lm import CMSLM
 from nested_learning.results import load_results
+
+from .test_cms import _fit, _NextToken
 
 
 def reference_level(w1, b1, w2, b2, x, period, lr):
@@ -127,12 +128,6 @@ def test_padding_writes_nothing(monkeypatch):
     torch.testing.assert_close(run.state().w1, runs[0][1].state().w1, rtol=0, atol=1e-7)  # only token 2's term
 
 
-class _NextToken(ContinualLM):
-    def training_step(self, batch, batch_idx):
-        inputs, targets = batch
-        return self.next_token_loss(self(inputs), targets)
-
-
 def _loader(seed=0, n=16, T=7):
     tokens = torch.randint(2, 12, (n, T + 1), generator=torch.Generator().manual_seed(seed))
     return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(tokens[:, :-1], tokens[:, 1:]), batch_size=4)
@@ -157,16 +152,6 @@ def test_fast_weights_change_exactly_at_token_multiples_in_a_real_trainer(monkey
     levels = net.extra_results([])["cms_levels"]
     assert [lv["updates"] for lv in levels] == [4 * 6, 4 * 3, 4 * 2]  # per training forward: after tokens 2..7, 2 4 6, 3 6
     assert [lv["outer_updates"] for lv in levels] == [4, 4, 4]  # initial weights: every optimizer step
-
-
-def _fit(net, loader, epochs, ckpt_path=None, save_to=None):
-    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False)
-    module = _NextToken(net, partial(torch.optim.Adam, lr=1e-2), pad_id=0)
-    trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt_path)
-    if save_to is not None:
-        trainer.save_checkpoint(save_to)
-    return module
 
 
 def test_carried_state_moves_in_training_never_in_evaluation_and_resumes_exactly(tmp_path):
