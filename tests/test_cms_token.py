@@ -8,7 +8,6 @@ from functools import partial
 import pytest
 import pytorch_lightning as pl
 import torch
-from torch import nn
 
 from nested_learning.errors import UserError
 from nested_learning.models import cms as cms_module
