@@ -59,42 +59,41 @@ class FastWeights:
 @dataclass
 class LevelRun:
     """What one level did over a batch of sequences: its reads, and its in-context change kept in the
-    dual form delta = start - eta * (sum_t g_t k_t^T for the first layer, sum_t e_t a_t^T for the
-    second, and the sums of g_t and e_t for the biases) over the error terms applied so far."""
+    dual form delta = start + (sum_t u_t k_t^T, sum_t u_t, sum_t s_t a_t^T, sum_t s_t) over the error
+    terms applied so far, with u_t = -eta g_t and s_t = -eta e_t (the scaled gradients)."""
 
     out: torch.Tensor  # (B, T, D): MLP_l(x_t) read with the state in force at t
-    updates: int  # complete chunks, i.e. updates made per sequence
+    updates: int  # updates made per sequence (chunk boundaries with at least one term)
     start: FastWeights  # shared by all sequences
-    inner_lr: float
     keys: torch.Tensor  # (B, P, D): k_t of the P error terms applied, in order
-    hidden_grads: torch.Tensor  # (B, P, F): g_t = dL_t / d(pre-activation)
+    steps1: torch.Tensor  # (B, P, F): u_t = -eta dL_t / d(pre-activation)
     hidden: torch.Tensor  # (B, P, F): a_t = relu(pre-activation) of k_t
-    errors: torch.Tensor  # (B, P, D): e_t = dL_t / dM(k_t)
+    steps2: torch.Tensor  # (B, P, D): s_t = -eta dL_t / dM(k_t)
     applied: list[int]  # per token 1..T: how many error terms its read saw
 
     def state(self, terms: int | None = None) -> FastWeights:
         """delta per sequence after the first `terms` error terms (default: all), materialised (B, ...)."""
-        n = self.errors.shape[1] if terms is None else terms
-        k, g, a, e = (t[:, :n] for t in (self.keys, self.hidden_grads, self.hidden, self.errors))
-        change = (g.transpose(1, 2) @ k, g.sum(1), e.transpose(1, 2) @ a, e.sum(1))
-        return FastWeights(*(s - self.inner_lr * c for s, c in zip(self.start.tensors(), change)))
+        n = self.steps2.shape[1] if terms is None else terms
+        k, u, a, e = (t[:, :n] for t in (self.keys, self.steps1, self.hidden, self.steps2))
+        change = (u.mT @ k, u.sum(1), e.mT @ a, e.sum(1))
+        return FastWeights(*(s + c for s, c in zip(self.start.tensors(), change)))
 
     def mean_end(self) -> FastWeights:
         """The batch mean of the sequences' end states, computed without materialising them."""
-        B, P, _ = self.errors.shape
-        k, g, a, e = (t.reshape(B * P, -1) for t in (self.keys, self.hidden_grads, self.hidden, self.errors))
-        change = (g.T @ k, g.sum(0), e.T @ a, e.sum(0))
-        return FastWeights(*(s - self.inner_lr * c / B for s, c in zip(self.start.tensors(), change)))
+        B, P, _ = self.steps2.shape
+        k, u, a, e = (t.reshape(B * P, -1) for t in (self.keys, self.steps1, self.hidden, self.steps2))
+        change = (u.T @ k, u.sum(0), e.T @ a, e.sum(0))
+        return FastWeights(*(s + c / B for s, c in zip(self.start.tensors(), change)))
 
     def change_norms(self) -> torch.Tensor:
         """(B,) norm of each sequence's own change end - start, from Gram matrices:
-        ||G^T K||_F^2 = sum((G G^T) * (K K^T))."""
-        gram = lambda t: t @ t.transpose(1, 2)  # noqa: E731  (B, P, P)
+        ||U^T K||_F^2 = sum((U U^T) * (K K^T))."""
+        gram = lambda t: t @ t.mT  # noqa: E731  (B, P, P)
         squares = (
-            (gram(self.hidden_grads) * gram(self.keys)).sum((1, 2)) + self.hidden_grads.sum(1).pow(2).sum(-1)
-            + (gram(self.errors) * gram(self.hidden)).sum((1, 2)) + self.errors.sum(1).pow(2).sum(-1)
+            (gram(self.steps1) * gram(self.keys)).sum((1, 2)) + self.steps1.sum(1).pow(2).sum(-1)
+            + (gram(self.steps2) * gram(self.hidden)).sum((1, 2)) + self.steps2.sum(1).pow(2).sum(-1)
         )
-        return self.inner_lr * squares.clamp_min(0).sqrt()
+        return squares.clamp_min(0).sqrt()
 
 
 def run_level(
@@ -104,35 +103,32 @@ def run_level(
 
     `level` is an MLPLevel (its parameters are theta_0); `valid` (B, T) marks real tokens (None: all);
     `start` is the delta every sequence starts from (shared). The per-sequence delta is never
-    materialised: a read x W^T with W = W_s - eta sum_t g_t k_t^T is x W_s^T - eta (x K^T) G, an
-    attention over the error terms applied so far, whose cost grows with T instead of with F x D.
+    materialised: with W1 = W1_s + sum_t u_t k_t^T and b1 = b1_s + sum_t u_t, a read is
+    x W1^T + b1 = (x W1_s^T + b1_s) + (1 + x K^T) U, an attention over the error terms applied so
+    far whose cost grows with T instead of with F x D; likewise for the second layer.
     """
     B, T, D = x.shape
     l1, l2 = level.linear1, level.linear2
-    w1, b1 = l1.weight + start.w1, l1.bias + start.b1  # theta_0 + start: reads stay differentiable in theta_0
-    w2t, b2 = (l2.weight + start.w2).T, l2.bias + start.b2
-    lr, width = inner_lr, w1.shape[0]
-    base = x @ w1.T + b1  # (B, T, F): the start state's part of every first-layer read, in one matmul
+    w2, b2 = l2.weight + start.w2, l2.bias + start.b2  # theta_0 + start: reads stay differentiable in theta_0
+    width = l1.weight.shape[0]
+    base = F.linear(x, l1.weight + start.w1, l1.bias + start.b1)  # (B, T, F): the start state's reads, at once
     masks = None
     if level.training and level.dropout.p > 0:  # MLPLevel's two dropouts, drawn once for the sequence
         masks = [level.dropout(x.new_ones(B, T, n)) for n in (width, D)]
-    xd, w2d = x.detach(), w2t.detach().T
+    xd, w2d = x.detach(), w2.detach()
     weight = None if valid is None else valid.unsqueeze(-1).to(x.dtype)  # (B, T, 1): padding has no term
-    keys, hidden_grads = x.new_zeros(B, 0, D), x.new_zeros(B, 0, width)
-    hidden, errors = x.new_zeros(B, 0, width), x.new_zeros(B, 0, D)
-    db1, db2 = x.new_zeros(B, 1, width), x.new_zeros(B, 1, D)  # -eta sum g_t, -eta sum e_t
+    one = x.new_ones(1, 1, 1)
+    keys, steps1 = x.new_zeros(B, 0, D), x.new_zeros(B, 0, width)
+    hidden, steps2 = x.new_zeros(B, 0, width), x.new_zeros(B, 0, D)
 
-    def second_layer(h: torch.Tensor) -> torch.Tensor:  # h (B, m, F) through W2 = W2_s - eta sum e a^T
-        out = h @ w2t + b2 + db2
-        return out - lr * ((h @ hidden.transpose(1, 2)) @ errors) if updates else out
+    def second_layer(h: torch.Tensor) -> torch.Tensor:  # (B, m, F) -> (B, m, D): h W2^T + b2, current state
+        return torch.baddbmm(F.linear(h, w2, b2), torch.baddbmm(one, h, hidden.mT), steps2)
 
     outs, applied, updates = [], [], 0
     for a in range(0, T, period):
         b = min(a + period, T)
         lo = max(a - 1, 0)  # one token before the chunk: the key of its first error term
-        pre = base[:, lo:b] + db1  # (B, m, F)
-        if updates:
-            pre = pre - lr * ((x[:, lo:b] @ keys.transpose(1, 2)) @ hidden_grads)
+        pre = torch.baddbmm(base[:, lo:b], torch.baddbmm(one, x[:, lo:b], keys.mT), steps1)  # (B, m, F)
         act = F.relu(pre)
         if masks is None:
             read = second_layer(act)
@@ -151,12 +147,9 @@ def run_level(
             err = k + clean - xd[:, lo + 1 : b]  # (B, n, D): dL_t / dM(k_t)
             if weight is not None:
                 err = err * weight[:, lo + 1 : b]
-            back = err @ w2d  # (B, n, F): e_t W2 with W2 = W2_s - eta sum e a^T
-            if updates:
-                back = back - lr * ((err @ errors.transpose(1, 2)) @ hidden)
-            g = back * (pre[:, :-1] > 0)
-            keys, hidden_grads = torch.cat([keys, k], 1), torch.cat([hidden_grads, g], 1)
-            hidden, errors = torch.cat([hidden, act_k], 1), torch.cat([errors, err], 1)
-            db1, db2 = db1 - lr * g.sum(1, keepdim=True), db2 - lr * err.sum(1, keepdim=True)
+            back = torch.baddbmm(err @ w2d, err @ steps2.mT, hidden)  # (B, n, F): e_t W2, current W2
+            step1 = (back * (pre[:, :-1] > 0)).mul_(-inner_lr)
+            keys, steps1 = torch.cat([keys, k], 1), torch.cat([steps1, step1], 1)
+            hidden, steps2 = torch.cat([hidden, act_k], 1), torch.cat([steps2, err.mul_(-inner_lr)], 1)
         updates += 1
-    return LevelRun(torch.cat(outs, dim=1), updates, start, inner_lr, keys, hidden_grads, hidden, errors, applied)
+    return LevelRun(torch.cat(outs, dim=1), updates, start, keys, steps1, hidden, steps2, applied)
