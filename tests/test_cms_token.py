@@ -244,3 +244,31 @@ def test_diagnostics_reach_tensorboard(run_in_process, tmp_path):
     scalars = set(EventAccumulator(str(events_dir)).Reload().Tags()["scalars"])
     assert {"model_state/cms_levels/1/updates", "model_state/cms_levels/3/fast_change_norm",
             "model_state/cms_levels/2/change_norm", "model_state/cms_level_cosine/layer2/level1-level3"} <= scalars
+
+
+def test_diagnostics_script_averages_levels_over_seeds(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    for seed, (updates, cosine) in enumerate([(10, 0.2), (20, 0.4)]):
+        job = tmp_path / f"{seed}_cms_arm=token_carry,seed={seed}"
+        (job / ".hydra").mkdir(parents=True)
+        levels = [{"level": 1, "period": 1, "lr": 1e-3, "updates": updates, "change_norm": 1.0, "fast_change_norm": 2.0 * (seed + 1)},
+                  {"level": 2, "period": 3, "lr": 1e-3, "updates": updates // 2, "change_norm": 3.0, "fast_change_norm": 1.0}]
+        state = {"cms_clock": "token", "cms_state": "carry", "cms_levels": levels,
+                 "cms_level_cosine": {"layer1/level1-level2": cosine, "layer2/level1-level2": cosine + 0.2}}
+        (job / "results.json").write_text(json.dumps({
+            "model": "cms", "seed": seed, "status": "complete", "overrides": ["cms_arm=token_carry", f"seed={seed}"],
+            "metrics": {"acc": 0.5, "bwt": 0.0, "fwt": 0.0, "forgetting": 0.0}, "model_state": state}))
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "cms_diagnostics.py"), str(tmp_path)],
+                         capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "model=cms cms_arm=token_carry  (n=2, clock token, state carry)",
+        "  level 1: period 1, updates 15, change 1.000, in-context change 3.000",
+        "  level 2: period 3, updates 8, change 3.000, in-context change 1.000",  # (5 + 10) / 2 = 7.5, printed .0f
+        "  cosine level1-level2: +0.400",  # layers and seeds: (0.2 + 0.4 + 0.4 + 0.6) / 4
+    ]
