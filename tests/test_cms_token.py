@@ -272,3 +272,18 @@ def test_diagnostics_script_averages_levels_over_seeds(tmp_path):
         "  level 2: period 3, updates 8, change 3.000, in-context change 1.000",  # (5 + 10) / 2 = 7.5, printed .0f
         "  cosine level1-level2: +0.400",  # layers and seeds: (0.2 + 0.4 + 0.4 + 0.6) / 4
     ]
+
+
+@pytest.mark.parametrize("model", ["titans", "hope_nl", "hope_attention"])
+def test_every_cms_model_takes_the_token_clock(model):
+    from .conftest import compose_config
+    from hydra.utils import instantiate
+
+    cfg = compose_config(f"model={model}", "model.cms_clock=token", "model.cms_state=carry", "model.periods=[1,2]")
+    net = instantiate({k: v for k, v in cfg.model.items() if k != "name"}, vocab_size=12, max_len=9, _convert_="all")
+    chains = net.cms_chains()
+    assert chains and all(c.clock == "token" and c.state == "carry" for c in chains)
+    tokens = torch.randint(2, 12, (3, 9))
+    net.train()(tokens)
+    assert all(c.carried[1].w1.abs().sum() > 0 for c in chains)  # the training forward moved every carried state
+    assert [int(n) for n in chains[0].inner_updates] == [8, 4]
