@@ -115,41 +115,48 @@ def run_level(
     masks = None
     if level.training and level.dropout.p > 0:  # MLPLevel's two dropouts, drawn once for the sequence
         masks = [level.dropout(x.new_ones(B, T, n)) for n in (width, D)]
-    xd, w2d = x.detach(), w2.detach()
+    differentiable = torch.is_grad_enabled()
+    xd, based, w2d, b2d = x.detach(), base.detach(), w2.detach(), b2.detach()
     weight = None if valid is None else valid.unsqueeze(-1).to(x.dtype)  # (B, T, 1): padding has no term
     one = x.new_ones(1, 1, 1)
     keys, steps1 = x.new_zeros(B, 0, D), x.new_zeros(B, 0, width)
     hidden, steps2 = x.new_zeros(B, 0, width), x.new_zeros(B, 0, D)
 
     def second_layer(h: torch.Tensor) -> torch.Tensor:  # (B, m, F) -> (B, m, D): h W2^T + b2, current state
-        return torch.baddbmm(F.linear(h, w2, b2), torch.baddbmm(one, h, hidden.mT), steps2)
+        return torch.baddbmm(F.linear(h, w2d, b2d), torch.baddbmm(one, h, hidden.mT), steps2)
 
+    # The chunk loop runs without autograd: it fixes which error terms each token reads and builds them.
     outs, applied, updates = [], [], 0
-    for a in range(0, T, period):
-        b = min(a + period, T)
-        lo = max(a - 1, 0)  # one token before the chunk: the key of its first error term
-        pre = torch.baddbmm(base[:, lo:b], torch.baddbmm(one, x[:, lo:b], keys.mT), steps1)  # (B, m, F)
-        act = F.relu(pre)
-        if masks is None:
-            read = second_layer(act)
-        else:  # dropout as in MLPLevel, on the read only
-            read = second_layer(act * masks[0][:, lo:b]) * masks[1][:, lo:b]
-        outs.append(read[:, a - lo :])
-        applied += [keys.shape[1]] * (b - a)
-        if b - a < period:
-            break  # partial chunk at the sequence's end: read, never applied
-        if b < 2:
-            continue  # period 1, token 1: no error term yet (its key would precede the sequence), no update
-        with torch.no_grad():
-            act_k = act[:, :-1]
-            clean = read[:, :-1] if masks is None else second_layer(act_k)
+    with torch.no_grad():
+        for a in range(0, T, period):
+            b = min(a + period, T)
+            lo = max(a - 1, 0)  # one token before the chunk: the key of its first error term
+            pre = torch.baddbmm(based[:, lo:b], torch.baddbmm(one, xd[:, lo:b], keys.mT), steps1)  # (B, m, F)
+            act = F.relu(pre)
+            clean = second_layer(act)
+            if not differentiable:
+                read = clean if masks is None else second_layer(act * masks[0][:, lo:b]) * masks[1][:, lo:b]
+                outs.append(read[:, a - lo :])
+            applied += [keys.shape[1]] * (b - a)
+            if b - a < period:
+                break  # partial chunk at the sequence's end: read, never applied
+            if b < 2:
+                continue  # period 1, token 1: no error term yet (its key would precede the sequence), no update
             k = xd[:, lo : b - 1]  # keys x_{t-1}, values x_t, for the chunk's terms t = lo+1..b-1 (0-based)
-            err = k + clean - xd[:, lo + 1 : b]  # (B, n, D): dL_t / dM(k_t)
+            err = k + clean[:, :-1] - xd[:, lo + 1 : b]  # (B, n, D): dL_t / dM(k_t)
             if weight is not None:
                 err = err * weight[:, lo + 1 : b]
             back = torch.baddbmm(err @ w2d, err @ steps2.mT, hidden)  # (B, n, F): e_t W2, current W2
             step1 = (back * (pre[:, :-1] > 0)).mul_(-inner_lr)
             keys, steps1 = torch.cat([keys, k], 1), torch.cat([steps1, step1], 1)
-            hidden, steps2 = torch.cat([hidden, act_k], 1), torch.cat([steps2, err.mul_(-inner_lr)], 1)
-        updates += 1
+            hidden, steps2 = torch.cat([hidden, act[:, :-1]], 1), torch.cat([steps2, err.mul_(-inner_lr)], 1)
+            updates += 1
+    if differentiable:
+        # The same reads in one parallel pass that autograd records: token t attends to the error
+        # terms it read in the loop (a causal mask over the terms), the terms being constants.
+        seen = (torch.arange(keys.shape[1], device=x.device) < x.new_tensor(applied).unsqueeze(1)).to(x.dtype)  # (T, P)
+        act = F.relu(base + ((x @ keys.mT + 1) * seen) @ steps1)  # (B, T, F)
+        h = act if masks is None else act * masks[0]
+        read = F.linear(h, w2, b2) + ((h @ hidden.mT + 1) * seen) @ steps2
+        outs = [read if masks is None else read * masks[1]]
     return LevelRun(torch.cat(outs, dim=1), updates, start, keys, steps1, hidden, steps2, applied)
