@@ -84,6 +84,9 @@ def test_one_level_matches_a_token_by_token_sgd_reference_with_a_partial_last_ch
         torch.testing.assert_close(mean, per_row.mean(0))
     norms = torch.sqrt(sum(t.flatten(1).pow(2).sum(-1) for t in ends.tensors()))
     torch.testing.assert_close(run.change_norms(), norms)
+    # evaluation under no_grad reads from the chunk loop itself: the same outputs
+    with torch.no_grad():
+        torch.testing.assert_close(cms(x), y)
     # the parameters are the initial state: never written by the in-context updates
     before = [p.detach().clone() for p in params]
     cms(x)
