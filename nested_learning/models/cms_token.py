@@ -119,7 +119,10 @@ def run_level(
     xd, based, w2d, b2d = x.detach(), base.detach(), w2.detach(), b2.detach()
     weight = None if valid is None else valid.unsqueeze(-1).to(x.dtype)  # (B, T, 1): padding has no term
     one = x.new_ones(1, 1, 1)
-    keys, steps1 = x.new_zeros(B, 0, D), x.new_zeros(B, 0, width)
+    # Term t (t = 1..T-1, 0-based) has key x_{t-1} and value x_t: its keys are x[:, :P] in order.
+    shift = xd[:, :-1] - xd[:, 1:]  # (B, T-1, D): k_t - v_t, so e_t = shift_t + MLP(k_t)
+    gram = torch.baddbmm(one, xd, xd.mT)  # (B, T, T): 1 + x_s . x_p, every first-layer score at once
+    keys, steps1 = xd[:, :0], x.new_zeros(B, 0, width)
     hidden, steps2 = x.new_zeros(B, 0, width), x.new_zeros(B, 0, D)
 
     def second_layer(h: torch.Tensor) -> torch.Tensor:  # (B, m, F) -> (B, m, D): h W2^T + b2, current state
@@ -131,10 +134,11 @@ def run_level(
         for a in range(0, T, period):
             b = min(a + period, T)
             lo = max(a - 1, 0)  # one token before the chunk: the key of its first error term
-            pre = torch.baddbmm(based[:, lo:b], torch.baddbmm(one, xd[:, lo:b], keys.mT), steps1)  # (B, m, F)
+            pre = torch.baddbmm(based[:, lo:b], gram[:, lo:b, : keys.shape[1]], steps1)  # (B, m, F)
             act = F.relu(pre)
-            clean = second_layer(act)
-            if not differentiable:
+            clean = None
+            if not differentiable:  # evaluation: these are the outputs (no parallel pass follows)
+                clean = second_layer(act)
                 read = clean if masks is None else second_layer(act * masks[0][:, lo:b]) * masks[1][:, lo:b]
                 outs.append(read[:, a - lo :])
             applied += [keys.shape[1]] * (b - a)
@@ -142,14 +146,14 @@ def run_level(
                 break  # partial chunk at the sequence's end: read, never applied
             if b < 2:
                 continue  # period 1, token 1: no error term yet (its key would precede the sequence), no update
-            k = xd[:, lo : b - 1]  # keys x_{t-1}, values x_t, for the chunk's terms t = lo+1..b-1 (0-based)
-            err = k + clean[:, :-1] - xd[:, lo + 1 : b]  # (B, n, D): dL_t / dM(k_t)
+            act_k = act[:, :-1]  # the chunk's terms t = lo+1..b-1 (0-based): keys x_lo..x_{b-2}
+            err = (second_layer(act_k) if clean is None else clean[:, :-1]) + shift[:, lo : b - 1]  # dL_t / dM(k_t)
             if weight is not None:
-                err = err * weight[:, lo + 1 : b]
+                err.mul_(weight[:, lo + 1 : b])
             back = torch.baddbmm(err @ w2d, err @ steps2.mT, hidden)  # (B, n, F): e_t W2, current W2
             step1 = (back * (pre[:, :-1] > 0)).mul_(-inner_lr)
-            keys, steps1 = torch.cat([keys, k], 1), torch.cat([steps1, step1], 1)
-            hidden, steps2 = torch.cat([hidden, act[:, :-1]], 1), torch.cat([steps2, err.mul_(-inner_lr)], 1)
+            keys, steps1 = xd[:, : b - 1], torch.cat([steps1, step1], 1)
+            hidden, steps2 = torch.cat([hidden, act_k], 1), torch.cat([steps2, err.mul_(-inner_lr)], 1)
             updates += 1
     if differentiable:
         # The same reads in one parallel pass that autograd records: token t attends to the error
