@@ -33,6 +33,19 @@ METRIC_DEFINITIONS = {
 }
 
 
+def flatten_numbers(tree: Any, prefix: str = "") -> dict[str, float]:
+    """The numbers in nested dicts and lists, keyed by path (list entries numbered from 1), for TensorBoard."""
+    if isinstance(tree, bool) or tree is None or isinstance(tree, str):
+        return {}
+    if isinstance(tree, (int, float)):
+        return {prefix: float(tree)}
+    items = tree.items() if isinstance(tree, dict) else ((str(i + 1), v) for i, v in enumerate(tree))
+    flat: dict[str, float] = {}
+    for key, value in items:
+        flat.update(flatten_numbers(value, f"{prefix}/{key}" if prefix else str(key)))
+    return flat
+
+
 class RetentionCallback(pl.Callback):
     def __init__(
         self,
@@ -139,7 +152,14 @@ class RetentionCallback(pl.Callback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: ContinualLM) -> None:
         extra_results = getattr(pl_module.net, "extra_results", None)
         if callable(extra_results):
-            self.result["model_state"] = extra_results()  # what the net reports about itself, e.g. CMS update counts
+            # What the net reports about itself (e.g. CMS update counts), measured on every task's evaluation data.
+            dm: TaskSequenceDataModule = trainer.datamodule
+            batches = (
+                (inputs.to(pl_module.device), (targets != pl_module.pad_id).to(pl_module.device))
+                for loader in dm.eval_dataloaders() for inputs, targets in loader
+            )
+            self.result["model_state"] = extra_results(batches)
+            self._log(trainer, {f"model_state/{k}": v for k, v in flatten_numbers(self.result["model_state"]).items()})
         R = self.result["accuracy_matrix"]
         if len(R) != len(self.result["tasks"]):
             self.write()  # stopped early (e.g. max_steps): status stays "running", with the rows measured

@@ -240,29 +240,38 @@ def sweep_figure(runs: list[dict[str, Any]], x: str, y: str, sweep_dir: Path) ->
 
 
 def parse_reference(reference: str) -> tuple[str, str]:
-    """`summary.reference` as (config group, option): "transformer" means model=transformer; "optimizer=adam" as given."""
-    group, _, option = reference.rpartition("=")
-    return group or "model", option
+    """`summary.reference` as (key, option): "transformer" means model=transformer; "optimizer=adam" or
+    "cms_arm=step" as given."""
+    key, _, option = reference.rpartition("=")
+    return key or "model", option
 
 
 def reference_differences(runs: list[dict[str, Any]], reference: str) -> pd.DataFrame:
-    """For each group, the difference of every metric to the group with the same settings but the reference option.
+    """For each group, the difference of every metric to the reference group with the same settings otherwise.
 
-    `reference` is a model name (every model against it) or `group=option` (e.g. optimizer=adam: every
-    optimizer against Adam, each model on its own).
+    `reference` is a model name (every model against it) or one override `key=option`: optimizer=adam
+    compares every optimizer against Adam, each model on its own; cms_arm=step compares the arms of
+    experiment=cms_clocks, whose arm also chooses the model. "The same settings" are the runs' own
+    overrides, less the seed and the reference key, so a model that an override chose is a setting
+    and one that an arm chose is not.
     """
     key, option = parse_reference(reference)
-    wanted = f"{key}={option}"
 
-    def rest(label: str) -> str:
-        return " ".join(o for o in label.split() if not o.startswith(f"{key}="))
+    def bare(override: str) -> str:  # "+cms_arm=step" -> "cms_arm=step"
+        return override.lstrip("+~")
+
+    def rest(members: list[dict[str, Any]]) -> tuple[str, ...]:
+        return tuple(sorted(o for o in map(bare, members[0]["overrides"]) if o.split("=", 1)[0] not in ("seed", key)))
+
+    def is_reference(members: list[dict[str, Any]]) -> bool:
+        return members[0]["model"] == option if key == "model" else f"{key}={option}" in map(bare, members[0]["overrides"])
 
     groups = group_runs(runs)
     rows = []
     for label, members in groups.items():
-        if wanted in label.split():
+        if is_reference(members):
             continue
-        refs = [g for g in groups if wanted in g.split() and rest(g) == rest(label)]
+        refs = [g for g, m in groups.items() if is_reference(m) and rest(m) == rest(members)]
         if not refs:
             continue
         row: dict[str, Any] = {"group": label, "reference": refs[0]}
@@ -277,7 +286,7 @@ def reference_differences(runs: list[dict[str, Any]], reference: str) -> pd.Data
 def missing_reference(runs: list[dict[str, Any]], reference: str) -> str | None:
     """Why no difference to `reference` (a model name, or key=option) can be computed, or None if some run has it."""
     key, option = parse_reference(reference)
-    labels = [setting_label(r).split() for r in runs]
+    labels = [[o.lstrip("+~") for o in setting_label(r).split()] for r in runs]
     if any(f"{key}={option}" in label for label in labels):
         return None
     present = sorted({o.split("=", 1)[1] for label in labels for o in label if o.startswith(f"{key}=")})

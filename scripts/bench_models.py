@@ -6,7 +6,9 @@
    Timed over whole cycles of the longest period, so level steps and skipped steps both count.
    Target: ratio <= 1.15x. Batches are real commute-task batches (batch 64, their sequence length)
    unless --seq-len is given, which times random token sequences of that length instead.
-2. Throughput and memory: tokens per second of every model built on d_model (transformer, cms,
+2. CMS clocks: one training step of model=cms on the token clock (reset and carry: levels updated
+   inside forward every C^(l) tokens) against the step clock, same weights and batch. Target <= 2x.
+3. Throughput and memory: tokens per second of every model built on d_model (transformer, cms,
    hope_attention, titans, hope_nl, as configured in conf/model), for a training step (with the
    optimizer the framework would give it) and for evaluation (eval mode, no grad: the memories still
    update in context), and the peak memory of training; each relative to the Transformer.
@@ -15,7 +17,7 @@
      paper    d_model 256, 4 heads, d_ff 1024, batch 16 x 512 tokens
    Peak memory, over building the model and two training steps: on CUDA, torch's peak allocation;
    on the CPU, the rise of the peak resident memory of a fresh process per model.
-3. Optimizers: one training step of the default Transformer under each optimizer in conf/optimizer
+4. Optimizers: one training step of the default Transformer under each optimizer in conf/optimizer
    (as configured there), same weights and batch, against Adam (bench_optimizers).
 
 Every time is the median over --repeats rounds after --warmup untimed steps; the models take turns
@@ -53,13 +55,14 @@ SIZES = {  # model keys (set where a model's config has them), batch size, seque
 }
 
 
-def model_config(name: str):
+def model_config(name: str, overrides: list[str] | None = None):
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose(config_name="config", overrides=[f"model={name}", "logger=none"])
+        return compose(config_name="config", overrides=[f"model={name}", "logger=none", *(overrides or [])])
 
 
-def build(name: str, vocab_size: int, max_len: int, size: str = "default", device: str = "cpu") -> torch.nn.Module:
-    cfg = model_config(name)
+def build(name: str, vocab_size: int, max_len: int, size: str = "default", device: str = "cpu",
+          overrides: list[str] | None = None) -> torch.nn.Module:
+    cfg = model_config(name, overrides)
     net_cfg = {k: v for k, v in cfg.model.items() if k != "name"}
     net_cfg.update({k: v for k, v in SIZES[size][0].items() if k in net_cfg})
     torch.manual_seed(0)
@@ -184,6 +187,24 @@ def peak_memories(args, vocab_size: int, pad_id: int) -> dict[str, int]:
     return peaks
 
 
+def bench_cms_clocks(args, inputs, targets, vocab_size, pad_id) -> None:
+    """One training step of model=cms on the token clock (levels updated inside forward, reset and
+    carry) against the step clock, same weights and batch, each through its own optimizer. Target <= 2x."""
+    factory = partial(torch.optim.Adam, lr=1e-3)
+    nets = {"step": build("cms", vocab_size, inputs.shape[1], device=args.device)}
+    for state in ("reset", "carry"):
+        nets[f"token, {state}"] = build("cms", vocab_size, inputs.shape[1], device=args.device,
+                                        overrides=["model.cms_clock=token", f"model.cms_state={state}"])
+        nets[f"token, {state}"].load_state_dict(nets["step"].state_dict(), strict=False)  # carry adds its zero buffers
+    entries = {name: (net, net.configure_optimizer(factory)) for name, net in nets.items()}
+    med = median_rounds(entries, partial(timed_steps, inputs=inputs, targets=targets, pad_id=pad_id), args, args.cms_steps)
+    print(f"\nCMS clocks (model=cms, periods [1, 3, 6], Adam, batch {inputs.shape[0]} x {inputs.shape[1]} tokens, "
+          f"{args.cms_steps} steps per round):")
+    for name, seconds in med.items():
+        print(f"  {name + ' clock' if name == 'step' else 'token clock, ' + name.split(', ')[1]:<22} {seconds * 1e3:8.3f} ms/step"
+              + ("" if name == "step" else f"   {seconds / med['step']:6.2f}x   (target <= 2x)"))
+
+
 def bench_throughput(args, inputs, targets, vocab_size, pad_id) -> None:
     del inputs, targets  # random tokens of the --size preset's shape instead of the commute batch
     overrides, batch_size, length = SIZES[args.size]
@@ -251,6 +272,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     data = batch(args)
     bench_cms_step(args, *data)
+    bench_cms_clocks(args, *data)
     bench_throughput(args, *data)
     bench_optimizers(args, *data)
 

@@ -23,8 +23,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sweep_dir", type=Path, help="a multirun directory (outputs/multiruns/<time>)")
     parser.add_argument("--axes", nargs=2, metavar=("X", "Y"), help="two config keys for the heatmap, e.g. rates.fast rates.slow")
-    parser.add_argument("--reference", metavar="MODEL", help="model name to compare every other model against, "
-                        "or GROUP=OPTION (e.g. optimizer=adam) to compare every other option of that group")
+    parser.add_argument("--reference", metavar="MODEL", help="model name to compare every other model against, or one "
+                        "override KEY=OPTION (e.g. optimizer=adam, cms_arm=step) to compare every other option against")
     args = parser.parse_args()
     try:
         sweep = load_sweep(args.sweep_dir)

@@ -41,7 +41,8 @@ def test_sgd_level_applies_the_sum_of_its_chunk_once_at_each_multiple(set_to_non
     assert all(torch.equal(w_after[n], expected[0]) for n in (0, 1)) and all(torch.equal(w_after[n], w_after[2]) for n in (3, 4))
     torch.testing.assert_close(torch.stack(b_after), torch.cumsum(-0.5 * C, 0))  # b steps every call with the optimizer's lr
     assert opt.updates == [2] and opt.clock == 6
-    assert opt.report() == [{"level": 1, "period": 3, "lr": 0.1, "updates": 2}]
+    # total change of w: [0.3, -2.3] - [1, -2] = [-0.7, -0.3], norm sqrt(0.58)
+    assert opt.report() == [{"level": 1, "period": 3, "lr": 0.1, "updates": 2, "change_norm": pytest.approx(0.58 ** 0.5)}]
 
 
 def test_saved_state_resumes_mid_chunk_exactly():
@@ -70,7 +71,7 @@ def test_report_reads_the_learning_rates_in_force_after_a_load():
     first = MultiFrequencyOptimizer(partial(torch.optim.SGD, lr=0.5), [], [Level([w1], period=2, lr=0.1)])
     second = MultiFrequencyOptimizer(partial(torch.optim.SGD, lr=0.5), [], [Level([w2], period=2, lr=0.2)])
     second.load_state_dict(first.state_dict())  # replaces the inner optimizer's group dicts, lr included
-    assert second.report() == [{"level": 1, "period": 2, "lr": 0.1, "updates": 0}]
+    assert second.report() == [{"level": 1, "period": 2, "lr": 0.1, "updates": 0, "change_norm": 0.0}]
     second.param_groups[-1]["lr"] = 0.3
     assert second.report()[0]["lr"] == 0.3
 
@@ -127,7 +128,7 @@ def test_levels_change_exactly_at_multiples_of_their_period_in_a_real_trainer():
         expected = [n for n in range(1, steps + 1) if n % period == 0] if rate > 0 else []
         assert changed == expected, f"level {level + 1} (period {period}, lr {rate})"
     assert all(not torch.equal(a[1], b[1]) for a, b in zip(recorder.snapshots, recorder.snapshots[1:]))  # embeddings: every step
-    assert [lv["updates"] for lv in net.extra_results()["cms_levels"]] == [8 // p for p in periods]
+    assert [lv["updates"] for lv in net.extra_results([])["cms_levels"]] == [8 // p for p in periods]
 
 
 def _fit(net, loader, epochs, ckpt_path=None, save_to=None):
@@ -137,6 +138,7 @@ def _fit(net, loader, epochs, ckpt_path=None, save_to=None):
     trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt_path)
     if save_to is not None:
         trainer.save_checkpoint(save_to)
+    return module
 
 
 def test_lightning_checkpoint_resumes_a_half_summed_chunk(tmp_path):

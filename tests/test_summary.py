@@ -211,3 +211,22 @@ def test_plot_baselines_writes_into_the_sweep_directory_by_default(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == f"wrote {tmp_path / 'baselines.png'}"
     assert (tmp_path / "baselines.png").stat().st_size > 0 and figure.stat().st_mtime_ns == before
+
+
+def test_reference_can_be_one_override_that_also_chooses_the_model():
+    from nested_learning.summary import reference_differences
+
+    def arm(name, model, seed, forgetting, task="commute4"):
+        run = _run(model, seed, forgetting, extra=(f"+cms_arm={name}", f"task={task}"))
+        run["overrides"] = run["overrides"][1:]  # the arm, not a model= override, chooses the model
+        return run
+
+    runs = [arm("step", "cms", s, f) for s, f in enumerate([0.1, 0.2, 0.3])]
+    runs += [arm("token_carry", "cms", s, f) for s, f in enumerate([0.0, 0.0, 0.0])]
+    runs += [arm("transformer", "transformer", s, f) for s, f in enumerate([0.4, 0.4, 0.7])]
+    runs += [arm("step", "cms", s, 0.9, task="stories") for s in range(3)]  # other task: no partner
+    diffs = reference_differences(runs, "cms_arm=step").set_index("group")
+    assert set(diffs.index) == {"model=cms +cms_arm=token_carry task=commute4", "model=transformer +cms_arm=transformer task=commute4"}
+    assert diffs.loc["model=cms +cms_arm=token_carry task=commute4", "forgetting_diff"] == pytest.approx(-0.2)
+    assert diffs.loc["model=transformer +cms_arm=transformer task=commute4", "forgetting_diff"] == pytest.approx(0.3)
+    assert set(diffs["pairing"]) == {"paired by seed"}

@@ -27,6 +27,9 @@ class CMSLM(MixerCMSLM):
         periods: Sequence[int] = (1, 3, 6),
         level_lrs: Sequence[float | None] | None = None,
         cms_variant: str = "sequential",
+        cms_clock: str = "step",
+        cms_state: str = "reset",
+        cms_inner_lr: float | Sequence[float] = 1e-3,
         dropout: float = 0.1,
     ):
         del max_len  # the convolution needs no position table
@@ -35,6 +38,6 @@ class CMSLM(MixerCMSLM):
             d_model,
             n_layers,
             make_mixer=partial(CausalConv1d, d_model, conv_width),
-            make_cms=partial(CMS, d_model, d_ff, periods, level_lrs, cms_variant, dropout),
+            make_cms=partial(CMS, d_model, d_ff, periods, level_lrs, cms_variant, dropout, cms_clock, cms_state, cms_inner_lr),
             dropout=dropout,
         )

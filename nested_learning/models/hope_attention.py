@@ -11,6 +11,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from nested_learning.data.vocab import Vocabulary
 from nested_learning.models.cms import CMS, CMSNet
 from nested_learning.models.transformer import TinyTransformerLM
 
@@ -36,13 +37,14 @@ class HopeAttentionBlock(nn.Module):
         src_mask: torch.Tensor | None = None,
         src_key_padding_mask: torch.Tensor | None = None,
         is_causal: bool = False,
+        valid: torch.Tensor | None = None,
     ) -> torch.Tensor:
         attended, _ = self.self_attn(
             src, src, src, attn_mask=src_mask, key_padding_mask=src_key_padding_mask,
             need_weights=False, is_causal=is_causal,
         )
         h = self.norm1(src + self.dropout(attended))
-        return self.norm2(self.cms(h))
+        return self.norm2(self.cms(h, valid))
 
 
 class HopeAttentionLM(CMSNet, TinyTransformerLM):
@@ -60,11 +62,22 @@ class HopeAttentionLM(CMSNet, TinyTransformerLM):
         periods: Sequence[int] = (1, 3, 6),
         level_lrs: Sequence[float | None] | None = None,
         cms_variant: str = "sequential",
+        cms_clock: str = "step",
+        cms_state: str = "reset",
+        cms_inner_lr: float | Sequence[float] = 1e-3,
     ):
         def make_block() -> HopeAttentionBlock:
-            cms = CMS(d_model, d_ff, periods, level_lrs, cms_variant, dropout)
+            cms = CMS(d_model, d_ff, periods, level_lrs, cms_variant, dropout, cms_clock, cms_state, cms_inner_lr)
             return HopeAttentionBlock(d_model, n_heads, dropout, cms)
 
         super().__init__(
             vocab_size, max_len, d_model, n_heads, d_ff, n_layers, dropout, causal, positional, make_block=make_block
         )
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        # TinyTransformerLM's forward, with the padding mask handed to every layer for the CMS.
+        h, mask = self.embed_tokens(tokens)
+        valid = tokens != Vocabulary.pad_id  # (B, T): padding writes nothing into a token-clock CMS
+        for layer in self.blocks.layers:
+            h = layer(h, src_mask=mask, is_causal=self.causal, valid=valid)
+        return self.head(h)  # (B, T, V)

@@ -195,6 +195,9 @@ class HopeNLLM(MixerCMSLM):
         periods: Sequence[int] = (1, 3, 6),
         level_lrs: Sequence[float | None] | None = None,
         cms_variant: str = "sequential",
+        cms_clock: str = "step",
+        cms_state: str = "reset",
+        cms_inner_lr: float | Sequence[float] = 1e-3,
         dropout: float = 0.1,
     ):
         del max_len  # a recurrence needs no position table
@@ -203,6 +206,6 @@ class HopeNLLM(MixerCMSLM):
             d_model,
             n_layers,
             make_mixer=partial(SelfModifyingTitans, d_model, n_heads, chunk_size, conv_width, momentum, eta_max, parallel),
-            make_cms=partial(CMS, d_model, d_ff, periods, level_lrs, cms_variant, dropout),
+            make_cms=partial(CMS, d_model, d_ff, periods, level_lrs, cms_variant, dropout, cms_clock, cms_state, cms_inner_lr),
             dropout=dropout,
         )

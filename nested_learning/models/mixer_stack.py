@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from nested_learning.data.vocab import Vocabulary
 from nested_learning.errors import UserError
 from nested_learning.models.cms import CMS, CMSNet
 
@@ -43,9 +44,9 @@ class MixerCMSBlock(nn.Module):
         self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, D) -> (B, T, D)
+    def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:  # (B, T, D) -> (B, T, D)
         h = self.norm1(x + self.dropout(self.mixer(x)))
-        return self.norm2(self.cms(h))
+        return self.norm2(self.cms(h, valid))
 
 
 class MixerCMSLM(CMSNet, nn.Module):
@@ -73,8 +74,9 @@ class MixerCMSLM(CMSNet, nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         h = self.embed(tokens)  # (B, T, D)
+        valid = tokens != Vocabulary.pad_id  # (B, T): padding writes nothing into a token-clock CMS
         for block in self.blocks:
-            h = block(h)
+            h = block(h, valid)
         return self.head(h)  # (B, T, V)
 
 

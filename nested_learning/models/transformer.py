@@ -61,11 +61,16 @@ class TinyTransformerLM(nn.Module):
         self.blocks.layers = nn.ModuleList(layers)
         self.head = nn.Linear(d_model, vocab_size)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def embed_tokens(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(embeddings plus positions (B, T, D), the causal attention mask (T, T) or None)."""
         T = tokens.shape[1]
         h = self.embed(tokens)  # (B, T, D)
         if self.position is not None:
             h = h + self.position(torch.arange(T, device=tokens.device))  # (T, D) broadcast over B
         mask = nn.Transformer.generate_square_subsequent_mask(T, device=tokens.device) if self.causal else None
+        return h, mask
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        h, mask = self.embed_tokens(tokens)
         h = self.blocks(h, mask=mask, is_causal=self.causal)  # (B, T, D)
         return self.head(h)  # (B, T, V)

@@ -60,6 +60,8 @@ class MultiFrequencyOptimizer:
         self.updates = [0] * len(levels)
         # Periods of 1 need no sums: their gradient of this step is the whole chunk.
         self.accumulators = [[torch.zeros_like(p) for p in lv.params] if lv.period > 1 else [] for lv in levels]
+        # Each level's parameters when training began, for the norm of its total change (report).
+        self.initial = [[p.detach().clone() for p in lv.params] for lv in levels]
 
     # The attributes Lightning reads on an optimizer.
     @property
@@ -98,18 +100,20 @@ class MultiFrequencyOptimizer:
         return loss
 
     def report(self) -> list[dict[str, Any]]:
-        """Per level: its period, the learning rate it used, and how many updates it made."""
+        """Per level: its period, the learning rate it used, how many updates it made, and the norm of
+        its total change since training began (all its parameters as one vector)."""
         # Read the groups now, not at construction: inner.load_state_dict replaces the group dicts.
         groups = self.inner.param_groups[len(self.inner.param_groups) - len(self.levels):]
         return [
-            {"level": i + 1, "period": lv.period, "lr": group["lr"], "updates": n}
-            for i, (lv, group, n) in enumerate(zip(self.levels, groups, self.updates))
+            {"level": i + 1, "period": lv.period, "lr": group["lr"], "updates": n, "change_norm": change_norm(lv.params, start)}
+            for i, (lv, group, n, start) in enumerate(zip(self.levels, groups, self.updates, self.initial))
         ]
 
     def state_dict(self) -> dict[str, Any]:
         return {"inner": self.inner.state_dict(), "clock": self.clock, "updates": list(self.updates),
                 "periods": [lv.period for lv in self.levels],
-                "accumulators": [[t.clone() for t in sums] for sums in self.accumulators]}
+                "accumulators": [[t.clone() for t in sums] for sums in self.accumulators],
+                "initial": [[t.clone() for t in start] for start in self.initial]}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         periods = [lv.period for lv in self.levels]
@@ -125,3 +129,10 @@ class MultiFrequencyOptimizer:
         for sums, saved in zip(self.accumulators, state_dict["accumulators"]):
             for total, value in zip(sums, saved):
                 total.copy_(value)
+        for start, saved in zip(self.initial, state_dict.get("initial", self.initial)):  # older checkpoints lack it
+            for value, old in zip(start, saved):
+                value.copy_(old)
+
+
+def change_norm(params: list[nn.Parameter], start: list[torch.Tensor]) -> float:
+    return float(torch.sqrt(sum(((p.detach() - s) ** 2).sum() for p, s in zip(params, start))))
