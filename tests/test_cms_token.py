@@ -189,6 +189,24 @@ def test_carried_state_moves_in_training_never_in_evaluation_and_resumes_exactly
     assert [lv["updates"] for lv in resumed.extra_results([])["cms_levels"]] == [8 * 6, 8 * 2]
 
 
+def test_carry_all_lets_evaluation_write_the_carried_state_and_says_so():
+    torch.manual_seed(0)
+    kwargs = dict(vocab_size=12, max_len=7, d_model=8, d_ff=8, n_layers=1, periods=[1, 3], dropout=0.0,
+                  cms_clock="token", cms_inner_lr=1e-2)
+    carry = CMSLM(**kwargs, cms_state="carry")
+    carry_all = CMSLM(**kwargs, cms_state="carry_all")
+    carry_all.load_state_dict(carry.state_dict())
+    inputs = next(iter(_loader()))[0]
+    with torch.no_grad():
+        carry.eval()(inputs), carry_all.eval()(inputs)
+    untouched = [b.abs().sum() for lv in carry.cms_chains()[0].carried for b in lv.buffers()]
+    written = [b.abs().sum() for lv in carry_all.cms_chains()[0].carried for b in lv.buffers()]
+    assert all(v == 0 for v in untouched) and all(v > 0 for v in written)
+    assert list(carry_all.cms_chains()[0].inner_updates) == [6, 2]  # after tokens 1..6, and 3 6 (one sequence of 7)
+    carry_all.configure_optimizer(lambda ps: torch.optim.SGD(ps, lr=0.1))  # extra_results reports through it
+    assert "asked for with cms_state=carry_all" in carry_all.extra_results([])["evaluation_may_change"]
+
+
 def test_reset_state_is_not_in_the_state_dict_and_carry_is():
     kwargs = dict(vocab_size=12, max_len=7, d_model=8, d_ff=8, n_layers=1, periods=[1, 3], cms_clock="token")
     assert not any("carried" in k for k in CMSLM(**kwargs).state_dict())
@@ -197,7 +215,7 @@ def test_reset_state_is_not_in_the_state_dict_and_carry_is():
 
 @pytest.mark.parametrize("kwargs,message", [
     ({"clock": "tokens"}, r"model.cms_clock=tokens: choose one of step, token"),
-    ({"clock": "token", "state": "keep"}, r"model.cms_state=keep: choose one of reset, carry"),
+    ({"clock": "token", "state": "keep"}, r"model.cms_state=keep: choose one of reset, carry, carry_all"),
     ({"state": "carry"}, r"model.cms_state=carry needs model.cms_clock=token"),
     ({"clock": "token", "inner_lr": [0.1]}, r"model.cms_inner_lr=\[0.1\]: give one number >= 0, or a list of 2"),
     ({"clock": "token", "inner_lr": -1.0}, r"model.cms_inner_lr=-1.0: give one number >= 0"),

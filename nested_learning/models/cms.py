@@ -11,7 +11,9 @@ Two clocks read "steps" differently:
 - `token`: tokens of the context. Each level is a fast state updated inside forward after every
   C^(l) tokens (cms_token.py); the parameters are its learned initial state, trained every step.
   `state=reset` starts every sequence from them; `state=carry` carries the change along the stream
-  of training sequences (buffers `carried.<l>.*`, in the state_dict, so resume is exact).
+  of training sequences (buffers `carried.<l>.*`, in the state_dict, so resume is exact), and
+  `state=carry_all` along every sequence the net reads, evaluation included: test-time learning
+  across the stream, only when asked, since a retention evaluation then learns from evaluation data.
 
 Nets that contain CMS chains inherit `CMSNet`, whose `extra_results` reports per level its updates
 and its total change, and the cosine similarity of the levels' outputs on the evaluation data.
@@ -30,13 +32,15 @@ from nested_learning.optim.multi_frequency import Level, MultiFrequencyOptimizer
 
 VARIANTS = ("sequential", "independent")
 CLOCKS = ("step", "token")
-STATES = ("reset", "carry")
+STATES = ("reset", "carry", "carry_all")
 # What an evaluation pass (eval mode) may change, recorded in results.json.
 EVALUATION_MAY_CHANGE = {
     "step": "nothing: levels change only at optimizer steps",
     "reset": "each evaluated sequence's own fast state, from the learned initial weights, discarded after it",
     "carry": "each evaluated sequence's own copy of the carried state, discarded after it; "
              "the carried state and the parameters stay unchanged",
+    "carry_all": "the carried state, as in training: each evaluated batch's mean end state is carried on "
+                 "(asked for with cms_state=carry_all); the parameters stay unchanged",
 }
 
 
@@ -141,7 +145,7 @@ class CMS(nn.Module):
         self.periods, self.clock, self.state = list(periods), clock, state
         self.levels = nn.ModuleList(MLPLevel(d_model, d_ff, dropout) for _ in self.periods)
         self.mix_logits = nn.Parameter(torch.zeros(len(self.periods))) if variant == "independent" else None
-        self.carried = nn.ModuleList(CarriedState(lv) for lv in self.levels) if state == "carry" else None
+        self.carried = nn.ModuleList(CarriedState(lv) for lv in self.levels) if state != "reset" else None
         if clock == "token":
             # Diagnostics in buffers, so a resumed run continues them: updates made by training
             # forwards (one per chunk boundary of a forward), and the norm of the latest change.
@@ -173,7 +177,7 @@ class CMS(nn.Module):
         level = self.levels[i]
         start = self.carried[i].fast_weights() if self.carried is not None else FastWeights.zeros_like(level)
         run = run_level(level, x, valid, self.periods[i], self.inner_lrs[i], start)
-        if self.training:  # evaluation never writes the carried state or the diagnostics
+        if self.training or self.state == "carry_all":  # else evaluation writes neither the carried state nor the diagnostics
             self.inner_updates[i] += run.updates
             if self.carried is not None:
                 # One stream, B sequences read in parallel: it keeps the batch mean of their end states.
