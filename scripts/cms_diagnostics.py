@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from nested_learning.errors import UserError
-from nested_learning.summary import group_label, load_sweep, short_labels
+from nested_learning.summary import group_runs, load_sweep
 
 
 def mean(values: list[float]) -> float:
@@ -49,18 +49,15 @@ def main() -> int:
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    groups: dict[str, list[dict]] = {}
-    for run in sweep.runs:
-        if "cms_level_cosine" in (run.get("model_state") or {}):  # runs made before the diagnostics lack it
-            groups.setdefault(group_label(run), []).append(run)
+    # runs made before the diagnostics lack them
+    groups = group_runs([run for run in sweep.runs if "cms_level_cosine" in (run.get("model_state") or {})])
     if not groups:
         print(f"error: {args.sweep_dir}: no finished run recorded CMS diagnostics (model_state.cms_level_cosine)", file=sys.stderr)
         return 2
-    labels = short_labels(list(groups))
     for label, runs in groups.items():
         state = runs[0]["model_state"]
         scope = f", state {state['cms_state']}" if state.get("cms_state") else ""
-        print(f"{labels[label]}  (n={len(runs)}, clock {state.get('cms_clock', 'step')}{scope})")
+        print(f"{label}  (n={len(runs)}, clock {state.get('cms_clock', 'step')}{scope})")
         print("\n".join(describe(runs)))
     return 0
 

@@ -288,7 +288,7 @@ def test_diagnostics_script_averages_levels_over_seeds(tmp_path):
                          capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == [
-        "model=cms cms_arm=token_carry  (n=2, clock token, state carry)",
+        "model=cms  (n=2, clock token, state carry)",  # what every run shares is left out, as in every report
         "  level 1: period 1, updates 15, change 1.000, in-context change 3.000",
         "  level 2: period 3, updates 8, change 3.000, in-context change 1.000",  # (5 + 10) / 2 = 7.5, printed .0f
         "  cosine level1-level2: +0.400",  # layers and seeds: (0.2 + 0.4 + 0.4 + 0.6) / 4
