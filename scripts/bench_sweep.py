@@ -39,7 +39,7 @@ def main() -> None:
         basic = timed([*train, f"paths.output_root={tmp}/basic"])
         print("timing the joblib launcher ...", flush=True)
         joblib = timed([*train, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"paths.output_root={tmp}/joblib"])
-    print(f"\n81 trainings of experiment=rate_sweep, whole commands, imports included:")
+    print("\n81 trainings of experiment=rate_sweep, whole commands, imports included:")
     print(f"  plain PyTorch loop, one process: {plain:6.1f} s")
     print(f"  basic launcher:                  {basic:6.1f} s   {basic / plain:.2f}x plain   (target <= 1.3x)")
     print(f"  joblib launcher, 2 cores:        {joblib:6.1f} s   {joblib / basic:.2f}x basic   (target <= 0.75x)")

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -44,22 +45,29 @@ def run_cli(*args: str, cwd: Path = REPO, env_extra: dict | None = None, timeout
     )
 
 
+def evaluated_points(run_dir: Path) -> int:
+    """How many evaluation points the run's results.json holds so far (0 before it is first written)."""
+    try:
+        return len(json.loads((run_dir / "results.json").read_text())["curves"])
+    except (OSError, json.JSONDecodeError):
+        return 0
+
+
+def sigkill_when(proc: subprocess.Popen, ready: Callable[[], bool], timeout: float = 240) -> None:
+    """SIGKILL `proc` as soon as `ready()` holds (polled every 10 ms), or at the timeout."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None and not ready():
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
 def kill_when(job: list[str], run_dir: Path, curves: int, timeout: float = 240) -> dict:
     """Run `python -m nested_learning.train JOB` into run_dir and SIGKILL it as soon as its results.json
     holds `curves` evaluation points; returns that results.json as the killed run left it."""
     proc = subprocess.Popen([sys.executable, "-m", "nested_learning.train", *job, f"hydra.run.dir={run_dir}"], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        time.sleep(0.02)
-        try:
-            progress = json.loads((run_dir / "results.json").read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if len(progress["curves"]) >= curves:
-            break
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    sigkill_when(proc, lambda: evaluated_points(run_dir) >= curves, timeout)
     return json.loads((run_dir / "results.json").read_text())
 
 

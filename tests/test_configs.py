@@ -1,6 +1,4 @@
 """Every config under conf/ composes; bad names list the choices."""
-from pathlib import Path
-
 import pytest
 from hydra.utils import instantiate
 

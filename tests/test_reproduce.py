@@ -7,10 +7,8 @@ uninterrupted ones, matrix for matrix.
 import json
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,7 @@ from omegaconf import OmegaConf
 
 from nested_learning.rerun import SWEEP_DIR_ENV, replay_command, with_dirs
 
-from .conftest import REPO, compose_config, run_cli
+from .conftest import REPO, compose_config, evaluated_points, run_cli, sigkill_when
 
 ODD = "a b=c,d'e\"f[g]"  # every character Hydra's override grammar would need quoted
 
@@ -29,24 +27,6 @@ def _results(run_dir: Path) -> dict:
 
 def _script(name: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(REPO / "scripts" / name), *map(str, args)], cwd=REPO, capture_output=True, text=True)
-
-
-def _kill_when(proc: subprocess.Popen, ready, timeout: float = 240) -> None:
-    """SIGKILL `proc` as soon as `ready()` holds (polled every 10 ms)."""
-    deadline = time.time() + timeout
-    while time.time() < deadline and proc.poll() is None:
-        if ready():
-            break
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-
-
-def _progress(run_dir: Path) -> dict | None:
-    try:
-        return json.loads((run_dir / "results.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
 
 
 @pytest.mark.parametrize("char", [" ", "=", ",", "'", '"', "[", "]"])
@@ -83,7 +63,7 @@ def test_a_killed_sweep_is_finished_and_its_jobs_rerun_and_resume_in_odd_paths(t
         cwd=REPO, env=with_dirs(sweep_dir=killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     # In the second job, two epochs into the second task: its checkpoint is from inside that task.
-    _kill_when(proc, lambda: len((_progress(killed / jobs[1]) or {}).get("curves", [])) >= 4)
+    sigkill_when(proc, lambda: evaluated_points(killed / jobs[1]) >= 4)
     assert _results(killed / jobs[0])["status"] == "complete"
     cut = _results(killed / jobs[1])
     assert cut["status"] == "running" and len(cut["accuracy_matrix"]) == 1, "the kill missed the second task"
@@ -122,7 +102,7 @@ def test_a_run_killed_before_its_first_checkpoint_says_so_and_restarts(tmp_path)
     killed = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "nested_learning.train", *job, f"hydra.run.dir={killed}"],
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _kill_when(proc, lambda: len((_progress(killed) or {}).get("curves", [])) >= 2)  # an epoch of three in Task_0
+    sigkill_when(proc, lambda: evaluated_points(killed) >= 2)  # an epoch of three in Task_0
     assert not (killed / "checkpoints").exists()
     done = len(_results(killed)["curves"]) - 1
     out = _script("resume.py", killed)
