@@ -61,6 +61,7 @@ def test_empty_task_stops_with_one_line_and_leaves_no_run_directory(tmp_path):
     assert list((tmp_path / "runs").iterdir()) == []
 
 
+@pytest.mark.slow
 def test_bad_input_never_removes_a_directory_with_results(tmp_path):
     run_dir = tmp_path / "done"
     run_dir.mkdir()
@@ -70,6 +71,7 @@ def test_bad_input_never_removes_a_directory_with_results(tmp_path):
     assert json.loads((run_dir / "results.json").read_text()) == {"status": "complete"}
 
 
+@pytest.mark.slow
 def test_a_run_says_where_it_wrote_logs_to_train_log_and_shows_no_bar_when_piped(tmp_path):
     run_dir = tmp_path / "run"
     out = run_cli("epochs_per_task=1", "logger=none", f"hydra.run.dir={run_dir}", env_extra={"CI": ""})
@@ -80,6 +82,7 @@ def test_a_run_says_where_it_wrote_logs_to_train_log_and_shows_no_bar_when_piped
     assert "epoch 1/1" not in out.stdout  # stdout is a pipe: no progress bar
 
 
+@pytest.mark.slow
 def test_nan_loss_keeps_finished_rows(tmp_path):
     # lr=inf turns the weights to NaN after the first step of the second task's data
     out = run_cli("model=hope", "epochs_per_task=[1,1]", "optimizer.lr=1e30", f"paths.output_root={tmp_path}")
