@@ -73,6 +73,8 @@ CHECKS = (
     ("checkpoint_every_s", lambda v: v is None or (_is_number(v) and v >= 0), "null or a number of seconds >= 0"),
     ("eval.count_padding", lambda v: isinstance(v, bool), "true or false"),
     ("eval.every_epoch", lambda v: isinstance(v, bool), "true or false"),
+    ("eval.metric", lambda v: v in ("token", "sequence"), "token or sequence"),
+    ("eval.split", lambda v: v is None or isinstance(v, str), "null (the tasks' first split) or a split name"),
     ("objective", lambda v: isinstance(v, list) and len(v) >= 1 and all(m in METRIC_NAMES for m in v),
      f"a list of metrics from {', '.join(METRIC_NAMES)}"),
     ("resume", lambda v: isinstance(v, bool) or v == "auto", "true, false or auto"),
@@ -152,7 +154,8 @@ def build(cfg: DictConfig, run_dir: Path, record: dict[str, Any], print_table: b
     optimizer = instantiate(cfg.optimizer)
     check_factory(optimizer)
     module = ContinualLM(net, optimizer, pad_id=datamodule.vocab.pad_id)
-    retention = RetentionCallback(run_dir, record, cfg.eval.count_padding, cfg.eval.every_epoch, print_table)
+    retention = RetentionCallback(run_dir, record, cfg.eval.count_padding, cfg.eval.every_epoch, cfg.eval.split,
+                                  cfg.eval.metric, print_table)
     logger = False
     if cfg.get("logger"):
         logger = instantiate(cfg.logger, **({} if purge_step is None else {"purge_step": purge_step}))
@@ -192,6 +195,9 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], print_table: bool 
     validate(cfg)
     with constructor_errors():
         sequence = instantiate(cfg.task, _convert_="all")
+    if cfg.eval.split is not None and cfg.eval.split not in sequence.split_names:
+        raise UserError(f"eval.split={cfg.eval.split!r}: task sequence {sequence.name!r} has the splits "
+                        f"{', '.join(sequence.split_names)}")
     from nested_learning import provenance
 
     quiet_lightning()

@@ -81,7 +81,10 @@ class TaskSequenceDataModule(pl.LightningDataModule):
         self.train_sets = [
             TensorDataset(*self.vocab.encode(task.train * sequence.repeats)) for task in sequence.tasks
         ]
-        self.eval_sets = [TensorDataset(*self.vocab.encode(task.eval)) for task in sequence.tasks]
+        self.eval_sets = {  # split -> one dataset per task
+            split: [TensorDataset(*self.vocab.encode(task.splits[split])) for task in sequence.tasks]
+            for split in sequence.split_names
+        }
 
     @property
     def task_names(self) -> list[str]:
@@ -109,7 +112,10 @@ class TaskSequenceDataModule(pl.LightningDataModule):
             generator=torch.Generator().manual_seed(self.seed),
         )
 
-    def eval_dataloaders(self) -> list[DataLoader]:
-        """One loader per task, in sequence order, over that task's evaluation sentences."""
+    def eval_dataloaders(self) -> dict[str, list[DataLoader]]:
+        """For each evaluation split, one loader per task, in sequence order."""
         # One batch per task where it fits (evaluation is every epoch), bounded for large user tasks.
-        return [DataLoader(ds, batch_size=max(self.batch_size, min(len(ds), 1024))) for ds in self.eval_sets]
+        return {
+            split: [DataLoader(ds, batch_size=max(self.batch_size, min(len(ds), 1024))) for ds in sets]
+            for split, sets in self.eval_sets.items()
+        }
