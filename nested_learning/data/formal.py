@@ -36,6 +36,7 @@ import random
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from nested_learning.data.sampling import draw_distinct_items
 from nested_learning.data.tasks import Task, TaskSequence
 from nested_learning.errors import UserError
 
@@ -150,16 +151,6 @@ def _sizes(spec: Language, low: int, high: int, field: str) -> list[int]:
     return sizes
 
 
-def draw_strings(spec: Language, sizes: Sequence[int], count: int, rng: random.Random, field: str) -> list[str]:
-    """`count` distinct members whose sizes are drawn uniformly from `sizes`."""
-    drawn: dict[str, None] = {}
-    for _ in range(50 * count):  # rejection: short lengths have few members
-        if len(drawn) == count:
-            return list(drawn)
-        drawn.setdefault(spec.sample(rng.choice(sizes), rng))
-    raise UserError(f"{field}={count}: could not draw that many distinct strings of sizes {sizes[0]}..{sizes[-1]}; ask for fewer")
-
-
 def _check_range(field: str, value: Sequence[int]) -> tuple[int, int]:
     if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) for v in value)
             and 1 <= value[0] <= value[1]):
@@ -177,9 +168,13 @@ def language_task(language: str, train_size: int, eval_size: int, train_lengths:
         train = bin0 = [spec.sample(size, rng) for size in train_sizes]
         bin1 = [spec.sample(size, rng) for size in bin1_sizes]
     else:
-        both = draw_strings(spec, train_sizes, train_size + eval_size, rng, "task.train_size + task.eval_size")
+        def draw(sizes: list[int], count: int, field: str) -> list[str]:
+            what = f"strings of sizes {sizes[0]}..{sizes[-1]}"
+            return draw_distinct_items(lambda: spec.sample(rng.choice(sizes), rng), count, field, what)
+
+        both = draw(train_sizes, train_size + eval_size, "task.train_size + task.eval_size")
         train, bin0 = both[:train_size], both[train_size:]
-        bin1 = draw_strings(spec, bin1_sizes, eval_size, rng, "task.eval_size")
+        bin1 = draw(bin1_sizes, eval_size, "task.eval_size")
     encode = lambda strings: tuple(example(s, language) for s in strings)  # noqa: E731
     return Task(language, encode(train), {"bin0": encode(bin0), "bin1": encode(bin1)})
 
