@@ -1,7 +1,9 @@
 """The retention callback: fills the accuracy matrix R during one fit over a task sequence.
 
 Before training it evaluates every task (initial accuracies b); after the last epoch of each task it
-evaluates every task again (row i of R and of the loss matrix). Every evaluation split of the tasks
+evaluates every task again (row i of R and of the loss matrix). A task ends at its cap
+(`epochs_per_task`) or sooner under a stopping rule (data/datamodule.py StoppingRule), decided here
+from its accuracy after each epoch; `epochs_taken` records the epochs each task took. Every evaluation split of the tasks
 is measured with every accuracy (token and sequence): `accuracy_matrices[split][metric]` and
 `loss_matrices[split]` hold them all; `accuracy_matrix` and `loss_matrix` (and the initial values,
 curves, metrics and tables) are the chosen split and metric (`eval.split`, `eval.metric`). With `every_epoch` it also logs every
@@ -83,6 +85,7 @@ class RetentionCallback(pl.Callback):
             initial_losses={},
             accuracy_matrices={},
             loss_matrices={},
+            epochs_taken=[],
             curves=[],
             metrics=None,
         )
@@ -117,7 +120,7 @@ class RetentionCallback(pl.Callback):
 
     # Measurements travel in checkpoints, so a resumed run continues the same matrix.
     MEASURED = ("initial_accuracy", "initial_loss", "accuracy_matrix", "loss_matrix", "curves",
-                "initial_accuracies", "initial_losses", "accuracy_matrices", "loss_matrices")
+                "initial_accuracies", "initial_losses", "accuracy_matrices", "loss_matrices", "epochs_taken")
 
     def state_dict(self) -> dict[str, Any]:
         return {**{key: self.result[key] for key in self.MEASURED}, "last_logged": self.last_logged}
@@ -131,7 +134,7 @@ class RetentionCallback(pl.Callback):
         dm: TaskSequenceDataModule = trainer.datamodule
         splits = dm.sequence.split_names
         self.split = splits[0] if self.split is None else self.split  # train.run checked that it is one of them
-        self.result.update(tasks=dm.task_names, heldout=[t.heldout for t in dm.sequence.tasks], epochs_per_task=dm.epochs,
+        self.result.update(tasks=dm.task_names, heldout=[t.heldout for t in dm.sequence.tasks], epochs_per_task=dm.schedule.caps,
                            eval_splits=splits, eval_split=self.split)
         if self.result["initial_accuracy"]:
             # Resumed from a checkpoint: the untrained model was measured before the interruption. TensorBoard
@@ -152,15 +155,21 @@ class RetentionCallback(pl.Callback):
         epoch = trainer.current_epoch
         if not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
             return  # cut short (max_steps, max_time): a partial epoch is no row of R and no curve point
-        task_end = epoch in dm.last_epoch_of_task
-        if not (task_end or self.every_epoch):
+        i = dm.task_of_epoch[epoch]
+        # A stopping rule reads the current task's accuracy (eval.split, eval.metric) after every epoch.
+        measure = self.every_epoch or dm.schedule.rule.active or epoch == dm.last_epoch_of_task[i]
+        if not measure:
+            dm.schedule.end_epoch(None)  # neither the cap nor a rule: the task goes on
             return
         all_accs, all_losses = self._evaluate_all(trainer, pl_module)
         accs, losses = self._chosen(all_accs, all_losses)
+        task_end = dm.schedule.end_epoch(accs[i])
         if self.every_epoch:
             self._log_curve_point(trainer, epoch, accs, losses)
         if task_end:
-            i = dm.task_of_epoch[epoch]
+            self.result["epochs_taken"] = dm.epochs[: i + 1]
+            if i == len(dm.task_names) - 1:
+                trainer.should_stop = True  # the last task stopped before its cap: the run is complete
             self.result["accuracy_matrix"].append(accs)
             self.result["loss_matrix"].append(losses)
             for split, by_metric in all_accs.items():

@@ -71,6 +71,8 @@ CHECKS = (
     ("optimizer.lr", lambda v: _is_number(v) and v > 0, "a number > 0"),
     ("threads", lambda v: v is None or (_is_int(v) and v >= 1), "null or an integer >= 1"),
     ("checkpoint_every_s", lambda v: v is None or (_is_number(v) and v >= 0), "null or a number of seconds >= 0"),
+    ("stopping.target", lambda v: v is None or (_is_number(v) and 0 < v <= 1), "null or a number in (0, 1]"),
+    ("stopping.patience", lambda v: v is None or (_is_int(v) and v >= 1), "null or an integer >= 1"),
     ("eval.count_padding", lambda v: isinstance(v, bool), "true or false"),
     ("eval.every_epoch", lambda v: isinstance(v, bool), "true or false"),
     ("eval.metric", lambda v: v in ("token", "sequence"), "token or sequence"),
@@ -133,7 +135,7 @@ def build(cfg: DictConfig, run_dir: Path, record: dict[str, Any], print_table: b
     import pytorch_lightning as pl
     import torch
 
-    from nested_learning.data.datamodule import TaskSequenceDataModule
+    from nested_learning.data.datamodule import StoppingRule, TaskSequenceDataModule
     from nested_learning.lit_module import ContinualLM
     from nested_learning.optim.checks import check_factory
     from nested_learning.resume import EpochCheckpoint
@@ -148,7 +150,8 @@ def build(cfg: DictConfig, run_dir: Path, record: dict[str, Any], print_table: b
     strategy = instantiate(strategy_cfg, _convert_="all")
     # Stated apart from `config` so a reader of results.json sees at once how the model was trained.
     record["strategy"] = {"name": cfg.strategy.name, **{k: v for k, v in strategy_cfg.items() if k != "_target_"}}
-    datamodule = TaskSequenceDataModule(sequence, cfg.epochs_per_task, int(cfg.batch_size), int(cfg.seed), strategy)
+    stopping = StoppingRule(**cfg.stopping)
+    datamodule = TaskSequenceDataModule(sequence, cfg.epochs_per_task, int(cfg.batch_size), int(cfg.seed), strategy, stopping)
     net_cfg = {k: v for k, v in cfg.model.items() if k != "name"}
     net = instantiate(net_cfg, vocab_size=len(datamodule.vocab), max_len=datamodule.vocab.seq_len, _convert_="all")
     optimizer = instantiate(cfg.optimizer)
@@ -224,6 +227,8 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], print_table: bool 
         trainer, module, datamodule, retention = build(cfg, run_dir, record, print_table, progress, sequence,
                                                        plan.tensorboard_purge_step)
     if plan.checkpoint is not None:
+        if plan.schedule is not None:
+            datamodule.load_state_dict(plan.schedule)  # Lightning restores it too; here it places the checkpoint's epoch
         print(f"resuming {run_dir} from its checkpoint {describe_position(plan, datamodule.task_of_epoch, datamodule.task_names)}", flush=True)
     elif plan.previous is not None:
         print(f"starting {run_dir} again from the beginning: it stopped after {finished_epochs(plan.previous)} "

@@ -150,3 +150,18 @@ def test_formal_run_through_the_cli_records_every_split_and_metric(tmp_path):
     assert result["initial_accuracy"] == result["initial_accuracies"]["bin1"]["sequence"]
     for split in ("bin0", "bin1"):  # a sequence is right only if all its positions are
         assert result["accuracy_matrices"][split]["sequence"][0][0] <= result["accuracy_matrices"][split]["token"][0][0]
+
+
+def test_tables_and_summaries_name_the_accuracy_they_show(tmp_path):
+    from nested_learning.report import accuracy_shown, retention_table
+    from nested_learning.summary import Sweep, write_summary
+
+    run = {"model": "rnn", "seed": 1, "tasks": ["parity"], "eval_split": "bin1", "eval_metric": "sequence",
+           "accuracy_matrix": [[0.5]], "initial_accuracy": [0.0], "heldout": [True], "overrides": ["model=rnn"],
+           "metrics": {"acc": 0.5, "bwt": None, "fwt": None, "forgetting": None}, "final_minus_first": [0.0]}
+    assert accuracy_shown([run]) == "sequence accuracy (every position right) on split bin1"
+    assert retention_table(run).caption.startswith("sequence accuracy (every position right), padding excluded, on split bin1")
+    assert accuracy_shown([{}]) == "next-token accuracy on split eval"  # results written before splits existed
+    write_summary(tmp_path, Sweep(runs=[run], failures=[]))
+    assert "Accuracy: sequence accuracy (every position right) on split bin1 (eval.metric, eval.split)." in (
+        tmp_path / "summary.md").read_text()
