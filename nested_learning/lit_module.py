@@ -1,4 +1,8 @@
-"""One LightningModule for next-token training and evaluation of any network in `models/`."""
+"""One LightningModule for per-position training and evaluation of any network in `models/`.
+
+Targets are next tokens for sentences and explicit per-position targets otherwise (data/vocab.py);
+<pad> targets never count in the loss.
+"""
 from __future__ import annotations
 
 from typing import Callable, Iterable
@@ -24,6 +28,20 @@ def token_accuracy(logits: torch.Tensor, targets: torch.Tensor, pad_id: int, cou
         return int(correct.sum()), correct.numel()
     real = targets != pad_id
     return int((correct & real).sum()), int(real.sum())
+
+
+def sequence_accuracy(logits: torch.Tensor, targets: torch.Tensor, pad_id: int, count_padding: bool) -> tuple[int, int]:
+    """(correct, counted) sequences: a sequence is right when every position `token_accuracy` counts is right.
+
+    The formal-language protocol's measure (Bhattamishra et al. 2020); a row with no counted position is not counted.
+    """
+    counted = torch.ones_like(targets, dtype=torch.bool) if count_padding else targets != pad_id  # (B, T)
+    wrong = (logits.argmax(-1) != targets) & counted
+    rows = counted.any(-1)
+    return int((rows & ~wrong.any(-1)).sum()), int(rows.sum())
+
+
+ACCURACIES = {"token": token_accuracy, "sequence": sequence_accuracy}  # results.json keys -> measure
 
 
 class ContinualLM(pl.LightningModule):
@@ -65,21 +83,23 @@ class ContinualLM(pl.LightningModule):
         return total
 
     @torch.no_grad()
-    def evaluate(self, loader: Iterable, count_padding: bool = False) -> tuple[float, float]:
-        """(accuracy, mean loss per non-padding token) over a loader, in eval mode."""
+    def evaluate(self, loader: Iterable, count_padding: bool = False) -> tuple[dict[str, float], float]:
+        """({accuracy name: accuracy} for every entry of ACCURACIES, mean loss per non-padding token) over a loader, in eval mode."""
         was_training = self.training
         self.eval()
-        correct = counted = 0
+        tallies = {name: [0, 0] for name in ACCURACIES}  # name -> [correct, counted]
         loss_sum, loss_count = 0.0, 0
         for inputs, targets in loader:
             logits = self(inputs.to(self.device))
             targets = targets.to(self.device)
-            c, n = token_accuracy(logits, targets, self.pad_id, count_padding)
-            correct, counted = correct + c, counted + n
+            for name, measure in ACCURACIES.items():
+                c, n = measure(logits, targets, self.pad_id, count_padding)
+                tallies[name][0] += c
+                tallies[name][1] += n
             loss_sum += float(self.next_token_loss(logits, targets, reduction="sum"))
             loss_count += int((targets != self.pad_id).sum())
         self.train(was_training)
-        return correct / max(counted, 1), loss_sum / max(loss_count, 1)
+        return {name: c / max(n, 1) for name, (c, n) in tallies.items()}, loss_sum / max(loss_count, 1)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         # A net with its own update rule (e.g. CMS levels stepping at their own periods) builds its

@@ -28,7 +28,19 @@ def _signed(value: float | None, bad_when_positive: bool = True) -> str:
     return f"[{colour}]{value:+.3f}[/]"
 
 
+ACCURACY_LABELS = {"token": "next-token accuracy", "sequence": "sequence accuracy (every position right)"}
+
+
+def accuracy_shown(runs: Sequence[dict[str, Any]]) -> str:
+    """Which accuracy the runs' matrices and metrics hold: eval.metric on eval.split (mixed ones listed)."""
+    kinds = sorted({(r.get("eval_metric", "token"), r.get("eval_split", "eval")) for r in runs})
+    return "; ".join(f"{ACCURACY_LABELS[metric]} on split {split}" for metric, split in kinds)
+
+
 def eval_split_label(result: dict[str, Any]) -> str:
+    split = result.get("eval_split", "eval")
+    if split != "eval":
+        return f"split {split}"
     heldout = result.get("heldout", [])
     if heldout and all(heldout):
         return "held-out sentences"
@@ -45,7 +57,8 @@ def retention_table(result: dict[str, Any]) -> Table:
     table = Table(
         title=f"{result['model'].upper()} RETENTION  (seed {result['seed']})",
         caption=(
-            f"next-token accuracy, {'padding counted (seed)' if result.get('count_padding') else 'padding excluded'}, "
+            f"{ACCURACY_LABELS[result.get('eval_metric', 'token')]}, "
+            f"{'padding counted (seed)' if result.get('count_padding') else 'padding excluded'}, "
             f"on {eval_split_label(result)}"
         ),
         caption_justify="left",
@@ -119,8 +132,12 @@ def summary_table(table_of: Any, groups: dict[str, list[dict[str, Any]]], single
         if many:
             cells.append("yes" if row["pareto"] else "")
         rows.append(cells)
+    notes = [] if single else [CLIPPED_NOTE]
+    runs = [run for members in groups.values() for run in members]
+    if any((r.get("eval_metric", "token"), r.get("eval_split", "eval")) != ("token", "eval") for r in runs):
+        notes.append(f"accuracy: {accuracy_shown(runs)}")  # sentence tasks' default goes unsaid, as before
     side = Table(title="CONTINUAL LEARNING SUMMARY" + ("" if single else "  (mean ± std [95% CI, Student t])"),
-                 caption=None if single else CLIPPED_NOTE, caption_justify="left")
+                 caption="; ".join(notes) or None, caption_justify="left")
     # Labels wrap between overrides, never inside one; a metric cell never wraps (it would split an interval).
     side.add_column("Runs", min_width=max(len(word) for label in groups for word in label.split()))
     side.add_column("n", justify="right")

@@ -22,6 +22,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
+from nested_learning.data.datamodule import TaskSequenceDataModule
 from nested_learning.errors import UserError
 from nested_learning.results import RESULTS_FILE, load_results
 
@@ -37,6 +38,7 @@ class ResumePlan:
     checkpoint: Path | None = None  # continue from here
     epoch: int = -1  # last epoch (0-based) the checkpoint finished
     step: int = 0  # its global step
+    schedule: dict[str, Any] | None = None  # the data module's state there: which epochs each task took
 
     @property
     def tensorboard_purge_step(self) -> int | None:
@@ -69,6 +71,7 @@ def plan_resume(run_dir: Path, mode: bool | str, checkpoint_every_s: float | Non
     if path.is_file():
         state = torch.load(path, map_location="cpu", weights_only=False)  # our own file
         plan.checkpoint, plan.epoch, plan.step = path, int(state["epoch"]), int(state["global_step"])
+        plan.schedule = state.get(TaskSequenceDataModule.__qualname__)
     elif mode is True:
         raise UserError(no_checkpoint_message(run_dir, saved, checkpoint_every_s))
     return plan

@@ -1,7 +1,13 @@
 """The retention callback: fills the accuracy matrix R during one fit over a task sequence.
 
 Before training it evaluates every task (initial accuracies b); after the last epoch of each task it
-evaluates every task again (row i of R and of the loss matrix). With `every_epoch` it also logs every
+evaluates every task again (row i of R and of the loss matrix). A task ends at its cap
+(`epochs_per_task`) or sooner under a stopping rule (data/datamodule.py StoppingRule), decided here
+from its accuracy after each epoch; `epochs_taken` records the epochs each task took. Every
+evaluation split is measured with every accuracy (token and sequence): `accuracy_matrices[split]
+[metric]` and `loss_matrices[split]` hold them all; `accuracy_matrix` and `loss_matrix` (and the
+initial values, curves, metrics and tables) are the chosen split and metric (`eval.split`,
+`eval.metric`). With `every_epoch` it also logs every
 task's accuracy after every epoch, so TensorBoard shows learning and forgetting curves, not only
 task-end points. `results.json` is rewritten (atomically) after every task, so a crash or a kill
 keeps the rows already measured.
@@ -17,7 +23,7 @@ from rich.console import Console
 
 from nested_learning import metrics as M
 from nested_learning.data.datamodule import TaskSequenceDataModule
-from nested_learning.lit_module import ContinualLM
+from nested_learning.lit_module import ACCURACIES, ContinualLM
 from nested_learning.plots import accuracy_matrix_figure
 from nested_learning.report import make_console, metrics_line, print_result
 from nested_learning.results import write_results
@@ -53,11 +59,14 @@ class RetentionCallback(pl.Callback):
         record: dict[str, Any],
         count_padding: bool = False,
         every_epoch: bool = True,
+        split: str | None = None,
+        metric: str = "token",
         print_table: bool = True,
         console: Console | None = None,
     ):
         """`record` holds what the run is (model, seed, config, provenance); measurements are added to it."""
         self.run_dir = Path(run_dir)
+        self.split, self.metric = split, metric  # split None: the tasks' first split (resolved at the start)
         self.count_padding = count_padding
         self.every_epoch = every_epoch
         self.print_table = print_table  # a sweep prints all tables in its summary instead
@@ -67,20 +76,34 @@ class RetentionCallback(pl.Callback):
             status="running",
             error=None,
             count_padding=count_padding,
+            eval_metric=metric,
             metric_definitions=METRIC_DEFINITIONS,
             initial_accuracy=[],
             initial_loss=[],
             accuracy_matrix=[],
             loss_matrix=[],
+            initial_accuracies={},
+            initial_losses={},
+            accuracy_matrices={},
+            loss_matrices={},
+            epochs_taken=[],
             curves=[],
             metrics=None,
         )
         self.last_logged: tuple[int, dict[str, float]] = (-1, {})  # (step, values) of the latest evaluation
 
-    def _evaluate_all(self, trainer: pl.Trainer, module: ContinualLM) -> tuple[list[float], list[float]]:
+    def _evaluate_all(self, trainer: pl.Trainer, module: ContinualLM) -> tuple[dict, dict]:
+        """({split: {metric: [accuracy per task]}}, {split: [loss per task]})."""
         dm: TaskSequenceDataModule = trainer.datamodule
-        pairs = [module.evaluate(loader, self.count_padding) for loader in dm.eval_dataloaders()]
-        return [a for a, _ in pairs], [loss for _, loss in pairs]
+        accs, losses = {}, {}
+        for split, loaders in dm.eval_dataloaders().items():
+            pairs = [module.evaluate(loader, self.count_padding) for loader in loaders]
+            accs[split] = {metric: [a[metric] for a, _ in pairs] for metric in ACCURACIES}
+            losses[split] = [loss for _, loss in pairs]
+        return accs, losses
+
+    def _chosen(self, accs: dict, losses: dict) -> tuple[list[float], list[float]]:
+        return accs[self.split][self.metric], losses[self.split]
 
     def _log(self, trainer: pl.Trainer, values: dict[str, float], step: int | None = None) -> None:
         step = trainer.global_step if step is None else step
@@ -97,7 +120,8 @@ class RetentionCallback(pl.Callback):
         self._log(trainer, values)
 
     # Measurements travel in checkpoints, so a resumed run continues the same matrix.
-    MEASURED = ("initial_accuracy", "initial_loss", "accuracy_matrix", "loss_matrix", "curves")
+    MEASURED = ("initial_accuracy", "initial_loss", "accuracy_matrix", "loss_matrix", "curves",
+                "initial_accuracies", "initial_losses", "accuracy_matrices", "loss_matrices", "epochs_taken")
 
     def state_dict(self) -> dict[str, Any]:
         return {**{key: self.result[key] for key in self.MEASURED}, "last_logged": self.last_logged}
@@ -109,7 +133,10 @@ class RetentionCallback(pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: ContinualLM) -> None:
         dm: TaskSequenceDataModule = trainer.datamodule
-        self.result.update(tasks=dm.task_names, heldout=[t.heldout for t in dm.sequence.tasks], epochs_per_task=dm.epochs)
+        splits = dm.sequence.split_names
+        self.split = splits[0] if self.split is None else self.split  # train.run checked that it is one of them
+        self.result.update(tasks=dm.task_names, heldout=[t.heldout for t in dm.sequence.tasks], epochs_per_task=dm.schedule.caps,
+                           eval_splits=splits, eval_split=self.split)
         if self.result["initial_accuracy"]:
             # Resumed from a checkpoint: the untrained model was measured before the interruption. TensorBoard
             # hides what the killed run logged from the checkpoint's step on (resume.ResumePlan), and the
@@ -118,8 +145,9 @@ class RetentionCallback(pl.Callback):
             if values:
                 self._log(trainer, values, step)
             return
-        accs, losses = self._evaluate_all(trainer, pl_module)
-        self.result.update(initial_accuracy=accs, initial_loss=losses)
+        all_accs, all_losses = self._evaluate_all(trainer, pl_module)
+        accs, losses = self._chosen(all_accs, all_losses)
+        self.result.update(initial_accuracy=accs, initial_loss=losses, initial_accuracies=all_accs, initial_losses=all_losses)
         self._log_curve_point(trainer, -1, accs, losses)
         self.write()
 
@@ -128,16 +156,27 @@ class RetentionCallback(pl.Callback):
         epoch = trainer.current_epoch
         if not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
             return  # cut short (max_steps, max_time): a partial epoch is no row of R and no curve point
-        task_end = epoch in dm.last_epoch_of_task
-        if not (task_end or self.every_epoch):
+        i = dm.task_of_epoch[epoch]
+        # A stopping rule reads the current task's accuracy (eval.split, eval.metric) after every epoch.
+        measure = self.every_epoch or dm.schedule.rule.active or epoch == dm.last_epoch_of_task[i]
+        if not measure:
+            dm.schedule.end_epoch(None)  # neither the cap nor a rule: the task goes on
             return
-        accs, losses = self._evaluate_all(trainer, pl_module)
+        all_accs, all_losses = self._evaluate_all(trainer, pl_module)
+        accs, losses = self._chosen(all_accs, all_losses)
+        task_end = dm.schedule.end_epoch(accs[i])
         if self.every_epoch:
             self._log_curve_point(trainer, epoch, accs, losses)
         if task_end:
-            i = dm.task_of_epoch[epoch]
+            self.result["epochs_taken"] = dm.epochs[: i + 1]
+            if i == len(dm.task_names) - 1:
+                trainer.should_stop = True  # the last task stopped before its cap: the run is complete
             self.result["accuracy_matrix"].append(accs)
             self.result["loss_matrix"].append(losses)
+            for split, by_metric in all_accs.items():
+                for metric, row in by_metric.items():
+                    self.result["accuracy_matrices"].setdefault(split, {}).setdefault(metric, []).append(row)
+                self.result["loss_matrices"].setdefault(split, []).append(all_losses[split])
             self._log(trainer, {f"retention/after_{dm.task_names[i]}/{n}": a for n, a in zip(dm.task_names, accs)})
             progress = (
                 f"finished {dm.task_names[i]} ({i + 1}/{len(dm.task_names)}, step {trainer.global_step}): "
@@ -156,7 +195,7 @@ class RetentionCallback(pl.Callback):
             dm: TaskSequenceDataModule = trainer.datamodule
             batches = (
                 (inputs.to(pl_module.device), (targets != pl_module.pad_id).to(pl_module.device))
-                for loader in dm.eval_dataloaders() for inputs, targets in loader
+                for loaders in dm.eval_dataloaders().values() for loader in loaders for inputs, targets in loader
             )
             self.result["model_state"] = extra_results(batches)
             self._log(trainer, {f"model_state/{k}": v for k, v in flatten_numbers(self.result["model_state"]).items()})

@@ -12,6 +12,7 @@ import pandas as pd
 from scipy import stats
 
 from nested_learning.errors import UserError
+from nested_learning.report import accuracy_shown
 from nested_learning.results import RESULTS_FILE, load_results
 
 METRICS = ("acc", "bwt", "fwt", "forgetting")
@@ -327,6 +328,8 @@ def write_summary(
     lines = [f"# Summary of {sweep_dir.name}", "", f"{len(sweep.runs)} finished runs, {len(sweep.failures)} failed or unfinished.", ""]
     lines += ["Mean, sample std and 95% confidence interval (Student t) over runs that differ only by seed;",
               f"{CLIPPED_NOTE}; metrics as defined in nested_learning/metrics.py (forgetting: Chaudhry et al. 2018).", ""]
+    if sweep.runs:
+        lines += [f"Accuracy: {accuracy_shown(sweep.runs)} (eval.metric, eval.split).", ""]
     if not table.empty:
         lines += [readable(table).to_markdown(index=False), ""]
     if reference and sweep.runs:

@@ -71,8 +71,12 @@ CHECKS = (
     ("optimizer.lr", lambda v: _is_number(v) and v > 0, "a number > 0"),
     ("threads", lambda v: v is None or (_is_int(v) and v >= 1), "null or an integer >= 1"),
     ("checkpoint_every_s", lambda v: v is None or (_is_number(v) and v >= 0), "null or a number of seconds >= 0"),
+    ("stopping.target", lambda v: v is None or (_is_number(v) and 0 < v <= 1), "null or a number in (0, 1]"),
+    ("stopping.patience", lambda v: v is None or (_is_int(v) and v >= 1), "null or an integer >= 1"),
     ("eval.count_padding", lambda v: isinstance(v, bool), "true or false"),
     ("eval.every_epoch", lambda v: isinstance(v, bool), "true or false"),
+    ("eval.metric", lambda v: v in ("token", "sequence"), "token or sequence"),
+    ("eval.split", lambda v: v is None or isinstance(v, str), "null (the tasks' first split) or a split name"),
     ("objective", lambda v: isinstance(v, list) and len(v) >= 1 and all(m in METRIC_NAMES for m in v),
      f"a list of metrics from {', '.join(METRIC_NAMES)}"),
     ("resume", lambda v: isinstance(v, bool) or v == "auto", "true, false or auto"),
@@ -131,7 +135,7 @@ def build(cfg: DictConfig, run_dir: Path, record: dict[str, Any], print_table: b
     import pytorch_lightning as pl
     import torch
 
-    from nested_learning.data.datamodule import TaskSequenceDataModule
+    from nested_learning.data.datamodule import StoppingRule, TaskSequenceDataModule
     from nested_learning.lit_module import ContinualLM
     from nested_learning.optim.checks import check_factory
     from nested_learning.resume import EpochCheckpoint
@@ -146,13 +150,15 @@ def build(cfg: DictConfig, run_dir: Path, record: dict[str, Any], print_table: b
     strategy = instantiate(strategy_cfg, _convert_="all")
     # Stated apart from `config` so a reader of results.json sees at once how the model was trained.
     record["strategy"] = {"name": cfg.strategy.name, **{k: v for k, v in strategy_cfg.items() if k != "_target_"}}
-    datamodule = TaskSequenceDataModule(sequence, cfg.epochs_per_task, int(cfg.batch_size), int(cfg.seed), strategy)
+    stopping = StoppingRule(**cfg.stopping)
+    datamodule = TaskSequenceDataModule(sequence, cfg.epochs_per_task, int(cfg.batch_size), int(cfg.seed), strategy, stopping)
     net_cfg = {k: v for k, v in cfg.model.items() if k != "name"}
     net = instantiate(net_cfg, vocab_size=len(datamodule.vocab), max_len=datamodule.vocab.seq_len, _convert_="all")
     optimizer = instantiate(cfg.optimizer)
     check_factory(optimizer)
     module = ContinualLM(net, optimizer, pad_id=datamodule.vocab.pad_id)
-    retention = RetentionCallback(run_dir, record, cfg.eval.count_padding, cfg.eval.every_epoch, print_table)
+    retention = RetentionCallback(run_dir, record, cfg.eval.count_padding, cfg.eval.every_epoch, cfg.eval.split,
+                                  cfg.eval.metric, print_table)
     logger = False
     if cfg.get("logger"):
         logger = instantiate(cfg.logger, **({} if purge_step is None else {"purge_step": purge_step}))
@@ -192,6 +198,9 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], print_table: bool 
     validate(cfg)
     with constructor_errors():
         sequence = instantiate(cfg.task, _convert_="all")
+    if cfg.eval.split is not None and cfg.eval.split not in sequence.split_names:
+        raise UserError(f"eval.split={cfg.eval.split!r}: task sequence {sequence.name!r} has the splits "
+                        f"{', '.join(sequence.split_names)}")
     from nested_learning import provenance
 
     quiet_lightning()
@@ -218,6 +227,8 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], print_table: bool 
         trainer, module, datamodule, retention = build(cfg, run_dir, record, print_table, progress, sequence,
                                                        plan.tensorboard_purge_step)
     if plan.checkpoint is not None:
+        if plan.schedule is not None:
+            datamodule.load_state_dict(plan.schedule)  # Lightning restores it too; here it places the checkpoint's epoch
         print(f"resuming {run_dir} from its checkpoint {describe_position(plan, datamodule.task_of_epoch, datamodule.task_names)}", flush=True)
     elif plan.previous is not None:
         print(f"starting {run_dir} again from the beginning: it stopped after {finished_epochs(plan.previous)} "

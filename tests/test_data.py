@@ -65,4 +65,4 @@ def test_data_module_serves_the_task_of_the_epoch():
     assert dm.task_of_epoch == [0, 0, 1, 1, 1]
     assert dm.last_epoch_of_task == [1, 4]
     assert len(dm.train_sets[0]) == 4 * 32
-    assert [len(ds) for ds in dm.eval_sets] == [4, 4]
+    assert {split: [len(ds) for ds in sets] for split, sets in dm.eval_sets.items()} == {"eval": [4, 4]}

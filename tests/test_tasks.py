@@ -18,20 +18,20 @@ def task_config(name, *overrides):
 def assert_heldout_never_trained(sequence):
     trained = {s for task in sequence.tasks for s in task.train}
     for task in sequence.tasks:
-        assert task.heldout and task.eval, task.name
-        assert not set(task.eval) & trained, task.name
+        assert task.heldout and task.splits["eval"], task.name
+        assert not set(task.splits["eval"]) & trained, task.name
 
 
 def test_commute4_is_four_trips_with_heldout_sentences():
     seq = task_config("commute4")
     assert seq.names == ["bus", "flight", "metro", "boat"]
-    assert all(len(t.train) == 4 and len(t.eval) == 3 for t in seq.tasks)
+    assert all(len(t.train) == 4 and len(t.splits["eval"]) == 3 for t in seq.tasks)
     assert seq.tasks[1].train[1] == "i take a cab to the busy airport"  # the seed's flight
     assert_heldout_never_trained(seq)
     vocab = Vocabulary(seq)
     trained_words = {w for t in seq.tasks for s in t.train for w in s.split()}
     # held-out sentences recombine trained words: a new word could not be predicted at all
-    assert {w for t in seq.tasks for s in t.eval for w in s.split()} <= trained_words
+    assert {w for t in seq.tasks for s in t.splits["eval"] for w in s.split()} <= trained_words
     assert vocab.seq_len == 11
 
 
@@ -45,8 +45,8 @@ def test_stories_sizes_and_split():
     seq = story_tasks(num_tasks=3, sentences_per_task=20, heldout_fraction=0.25)
     assert seq.names == ["bus", "flight", "metro"]
     for task in seq.tasks:
-        assert len(task.train) == 15 and len(task.eval) == 5
-        assert len(set(task.train + task.eval)) == 20  # distinct
+        assert len(task.train) == 15 and len(task.splits["eval"]) == 5
+        assert len(set(task.train + task.splits["eval"])) == 20  # distinct
     assert not any(t.heldout for t in story_tasks(sentences_per_task=8, heldout_fraction=0.0).tasks)
 
 
@@ -59,7 +59,7 @@ def test_stories_are_deterministic_for_a_seed_and_differ_across_seeds():
 
 def pool_words(task) -> set[str]:
     pooled = {w for pool in POOLS.values() for w in pool}
-    return {w for s in task.train + task.eval for w in s.split()} & pooled
+    return {w for s in task.train + task.splits["eval"] for w in s.split()} & pooled
 
 
 def test_stories_overlap_sets_the_shared_slot_words():
@@ -90,7 +90,7 @@ def test_synthetic_tasks_follow_different_rules():
     successors = []
     for task in seq.tasks:
         rule = {}
-        for sentence in task.train + task.eval:
+        for sentence in task.train + task.splits["eval"]:
             tokens = sentence.split()
             assert len(tokens) == 6 and all(t[0] == "t" and 0 <= int(t[1:]) < 16 for t in tokens)
             for a, b in zip(tokens, tokens[1:]):
@@ -121,7 +121,7 @@ def test_folder_tasks_in_name_order_with_optional_heldout_files(tmp_path):
     write(tmp_path, ".DS_Store", b"\0\1")
     seq = folder_tasks(str(tmp_path), repeats=2)
     assert seq.names == ["1_bus", "2_boat"] and seq.repeats == 2
-    assert seq.tasks[0].eval == ("i wait at the dock",) and seq.tasks[0].heldout
+    assert seq.tasks[0].splits["eval"] == ("i wait at the dock",) and seq.tasks[0].heldout
     assert seq.tasks[1].train == ("i wait on the dock", "i watch waves go by") and not seq.tasks[1].heldout
     assert task_config("folder").names == ["1_taxi", "2_tram"]  # the bundled example
 

@@ -7,7 +7,8 @@ Trainer must reload dataloaders every epoch (`reload_dataloaders_every_n_epochs=
 from __future__ import annotations
 
 import itertools
-from typing import Protocol, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, Sequence
 
 import pytorch_lightning as pl
 import torch
@@ -39,6 +40,64 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 100_003 + epoch
 
 
+@dataclass(frozen=True)
+class StoppingRule:
+    """When a task's training stops before its cap (`epochs_per_task`): its validation accuracy reached
+    `target`, or `patience` epochs passed without a new best. Both None: every task runs to its cap.
+    (train.py checks the values: target in (0, 1], patience >= 1.)"""
+
+    target: float | None = None
+    patience: int | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.target is not None or self.patience is not None
+
+    def should_stop(self, history: Sequence[float]) -> bool:
+        """`history`: the task's validation accuracy after each of its epochs so far."""
+        if self.target is not None and history[-1] >= self.target:
+            return True
+        if self.patience is not None:
+            best = max(range(len(history)), key=lambda i: (history[i], -i))  # the first epoch with the best value
+            return len(history) - 1 - best >= self.patience
+        return False
+
+
+class TaskSchedule:
+    """Which task each epoch trains: every task up to its cap, ended sooner by a stopping rule.
+
+    `epochs` holds, per task, the epochs it took once finished and its cap before: so the epoch ->
+    task map is exact for every epoch trained so far and the next one, and later tasks are placed as
+    if they run to their caps. Its state travels in checkpoints (the data module's), so a resumed run
+    makes the same decisions.
+    """
+
+    def __init__(self, caps: list[int], rule: StoppingRule):
+        self.caps, self.rule = caps, rule
+        self.taken: list[int] = []  # epochs each finished task took
+        self.history: list[float | None] = []  # the current task's validation accuracy after each of its epochs
+
+    @property
+    def epochs(self) -> list[int]:
+        return self.taken + self.caps[len(self.taken):]
+
+    def end_epoch(self, accuracy: float | None) -> bool:
+        """Record an epoch of the current task and its validation accuracy (None: not measured, no
+        rule); True when the task ends with it."""
+        self.history.append(accuracy)
+        done = len(self.history) == self.caps[len(self.taken)] or (self.rule.active and self.rule.should_stop(self.history))
+        if done:
+            self.taken.append(len(self.history))
+            self.history = []
+        return done
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"taken": list(self.taken), "history": list(self.history)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.taken, self.history = list(state["taken"]), list(state["history"])
+
+
 class EpochShuffle(torch.utils.data.Sampler[int]):
     """A permutation that depends only on (seed, epoch), recomputed on every iter().
 
@@ -64,32 +123,56 @@ class TaskSequenceDataModule(pl.LightningDataModule):
         batch_size: int,
         seed: int,
         strategy: ChoosesTrainingData,
+        stopping: StoppingRule = StoppingRule(),
     ):
-        """`strategy` chooses each epoch's training data (see strategies/base.py; `Naive()`: the current task's)."""
+        """`strategy` chooses each epoch's training data (see strategies/base.py; `Naive()`: the current task's).
+
+        `epochs_per_task` is every task's epoch count, or its cap under an active `stopping` rule.
+        """
         super().__init__()
         if batch_size < 1:
             raise UserError(f"batch_size={batch_size}: must be an integer >= 1")
         self.sequence = sequence
         self.vocab = Vocabulary(sequence)
-        self.epochs = epoch_schedule(epochs_per_task, len(sequence.tasks))
-        # epoch -> task index, e.g. [0, 0, 0, 1, 1, 1] for 3 epochs on each of two tasks
-        self.task_of_epoch = [t for t, n in enumerate(self.epochs) for _ in range(n)]
-        self.last_epoch_of_task = [e - 1 for e in itertools.accumulate(self.epochs)]
+        self.schedule = TaskSchedule(epoch_schedule(epochs_per_task, len(sequence.tasks)), stopping)
         self.batch_size = batch_size
         self.seed = seed
         self.strategy = strategy
         self.train_sets = [
             TensorDataset(*self.vocab.encode(task.train * sequence.repeats)) for task in sequence.tasks
         ]
-        self.eval_sets = [TensorDataset(*self.vocab.encode(task.eval)) for task in sequence.tasks]
+        self.eval_sets = {  # split -> one dataset per task
+            split: [TensorDataset(*self.vocab.encode(task.splits[split])) for task in sequence.tasks]
+            for split in sequence.split_names
+        }
 
     @property
     def task_names(self) -> list[str]:
         return self.sequence.names
 
     @property
+    def epochs(self) -> list[int]:
+        """Epochs per task: taken by the finished tasks, the cap for the rest (see TaskSchedule)."""
+        return self.schedule.epochs
+
+    @property
+    def task_of_epoch(self) -> list[int]:
+        """epoch -> task index, e.g. [0, 0, 0, 1, 1, 1] for 3 epochs on each of two tasks."""
+        return [t for t, n in enumerate(self.epochs) for _ in range(n)]
+
+    @property
+    def last_epoch_of_task(self) -> list[int]:
+        return [e - 1 for e in itertools.accumulate(self.epochs)]
+
+    @property
     def total_epochs(self) -> int:
-        return len(self.task_of_epoch)
+        return sum(self.epochs)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.schedule.state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.schedule.load_state_dict(state_dict)
 
     def current_task(self) -> int:
         return self.task_of_epoch[min(self.trainer.current_epoch, self.total_epochs - 1)]
@@ -109,7 +192,10 @@ class TaskSequenceDataModule(pl.LightningDataModule):
             generator=torch.Generator().manual_seed(self.seed),
         )
 
-    def eval_dataloaders(self) -> list[DataLoader]:
-        """One loader per task, in sequence order, over that task's evaluation sentences."""
+    def eval_dataloaders(self) -> dict[str, list[DataLoader]]:
+        """For each evaluation split, one loader per task, in sequence order."""
         # One batch per task where it fits (evaluation is every epoch), bounded for large user tasks.
-        return [DataLoader(ds, batch_size=max(self.batch_size, min(len(ds), 1024))) for ds in self.eval_sets]
+        return {
+            split: [DataLoader(ds, batch_size=max(self.batch_size, min(len(ds), 1024))) for ds in sets]
+            for split, sets in self.eval_sets.items()
+        }

@@ -6,7 +6,7 @@ numbers, so distinct sentences come from distinct numbers drawn without enumerat
 from __future__ import annotations
 
 import random
-from typing import Sequence, TypeVar
+from typing import Callable, Sequence, TypeVar
 
 from nested_learning.errors import UserError
 
@@ -22,6 +22,21 @@ def draw_distinct(capacity: int, count: int, rng: random.Random, field: str, wha
     drawn: dict[int, None] = {}  # by rejection, since range(capacity) may be too long for len()
     while len(drawn) < count:
         drawn.setdefault(rng.randrange(capacity))
+    return list(drawn)
+
+
+def draw_distinct_items(draw: Callable[[], Item], count: int, field: str, what: str) -> list[Item]:
+    """`count` distinct results of `draw()`, in order of first appearance, for spaces that cannot be numbered.
+
+    Gives up, with an error naming `field`, after 50 draws per item asked for (the space is then too small).
+    """
+    drawn: dict[Item, None] = {}
+    for _ in range(50 * count):
+        if len(drawn) == count:
+            break
+        drawn.setdefault(draw())
+    if len(drawn) < count:
+        raise UserError(f"{field}={count}: could not draw that many distinct {what}; ask for fewer")
     return list(drawn)
 
 

@@ -1,25 +1,41 @@
-"""Task sequences: named tasks of sentences, with training and evaluation splits.
+"""Task sequences: named tasks of examples, with training data and named evaluation splits.
 
-A task's evaluation sentences are either its own training sentences (the seed's protocol, which
-measures memorisation) or held-out sentences; `Task.heldout` says which, and results record it.
+An example is a sentence, whose targets are its next words (then <eos>), or a pair (input words,
+target words) with one target per input word (e.g. the formal languages' sets of valid next
+characters). Every task of a sequence has the same evaluation splits, in the same order: sentence
+tasks one, `eval`; the formal languages `bin0` and `bin1`. A task's evaluation sentences are either
+its own training sentences (the seed's protocol, which measures memorisation) or held-out ones;
+`Task.heldout` says which, and results record it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Mapping, Sequence, Union
 
 from nested_learning.errors import UserError
+
+
+Example = Union[str, tuple[str, str]]  # a sentence, or (input words, target words): one target per input word
+EVAL_SPLIT = "eval"  # the one evaluation split of a sentence task
+
+
+def example_words(example: Example) -> tuple[list[str], list[str] | None]:
+    """(input words, explicit target words, or None for next-word targets)."""
+    if isinstance(example, str):
+        return example.split(), None
+    inputs, targets = example
+    return inputs.split(), targets.split()
 
 
 @dataclass(frozen=True)
 class Task:
     name: str
-    train: tuple[str, ...]  # unique training sentences (repetition is the data module's job)
-    eval: tuple[str, ...]
+    train: tuple[Example, ...]  # unique training examples (repetition is the data module's job)
+    splits: Mapping[str, tuple[Example, ...]]  # named evaluation splits, in order
 
     @property
     def heldout(self) -> bool:
-        return not set(self.train) & set(self.eval)
+        return not any(set(self.train) & set(split) for split in self.splits.values())
 
 
 @dataclass(frozen=True)
@@ -28,9 +44,20 @@ class TaskSequence:
     tasks: tuple[Task, ...]
     repeats: int  # each training sentence appears this many times per epoch
 
+    def __post_init__(self):
+        first = list(self.tasks[0].splits)
+        for task in self.tasks:
+            if list(task.splits) != first or not all(task.splits.values()):
+                raise UserError(f"task {task.name!r}: evaluation splits {list(task.splits)} must be non-empty and "
+                                f"the same as every task's ({first})")
+
     @property
     def names(self) -> list[str]:
         return [t.name for t in self.tasks]
+
+    @property
+    def split_names(self) -> list[str]:
+        return list(self.tasks[0].splits)
 
 
 def _checked_sentences(field: str, sentences: Sequence[str] | None) -> tuple[str, ...]:
@@ -66,5 +93,5 @@ def from_sentences(
     for task_name, sentences in tasks.items():
         train = _checked_sentences(f"task.tasks.{task_name}", sentences)
         held = _checked_sentences(f"task.eval.{task_name}", eval[task_name]) if task_name in eval else train
-        built.append(Task(str(task_name), train, held))
+        built.append(Task(str(task_name), train, {EVAL_SPLIT: held}))
     return TaskSequence(name, tuple(built), int(repeats))

@@ -1,0 +1,74 @@
+"""The per-task stopping rule (data/datamodule.py StoppingRule, TaskSchedule): scripted accuracies,
+and a real run that stops tasks early, is killed, and resumes to the same matrices and epochs."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nested_learning.data.datamodule import StoppingRule, TaskSchedule
+
+from .conftest import assert_resume_matches, kill_when, run_cli
+
+
+def test_rule_on_scripted_accuracies():
+    target = StoppingRule(target=0.9)
+    assert [target.should_stop([0.5, a]) for a in (0.89, 0.9, 1.0)] == [False, True, True]
+    patience = StoppingRule(patience=2)
+    assert not patience.should_stop([0.3, 0.5, 0.5])  # one epoch without a new best (a tie is no improvement)
+    assert patience.should_stop([0.3, 0.5, 0.5, 0.4])  # two
+    assert not patience.should_stop([0.3, 0.5, 0.4, 0.6])  # a new best resets the count
+    assert not StoppingRule().active and not StoppingRule().should_stop([1.0])
+
+
+def test_schedule_places_tasks_by_the_epochs_they_took():
+    schedule = TaskSchedule([4, 3, 5], StoppingRule(target=0.9, patience=2))
+    assert schedule.epochs == [4, 3, 5]
+    # task 0 reaches the target at its 2nd epoch; task 1 never improves after its 1st and stops at its cap
+    # (3, before patience would), task 2 stalls after its 2nd epoch and stops two epochs later
+    script = [(0.5, False), (0.95, True), (0.4, False), (0.4, False), (0.3, True), (0.2, False), (0.6, False),
+              (0.6, False), (0.5, True)]
+    assert [schedule.end_epoch(acc) for acc, _ in script] == [done for _, done in script]
+    assert schedule.taken == [2, 3, 4] and schedule.epochs == [2, 3, 4]
+    restored = TaskSchedule([4, 3, 5], StoppingRule(target=0.9, patience=2))
+    partial = TaskSchedule([4, 3, 5], StoppingRule(target=0.9, patience=2))
+    for acc, _ in script[:3]:
+        partial.end_epoch(acc)
+    restored.load_state_dict(partial.state_dict())  # as a checkpoint carries it
+    assert restored.epochs == [2, 3, 5] and [restored.end_epoch(a) for a, _ in script[3:]] == [d for _, d in script[3:]]
+
+
+def test_without_a_rule_every_task_runs_to_its_cap():
+    schedule = TaskSchedule([2, 1], StoppingRule())
+    assert [schedule.end_epoch(None) for _ in range(3)] == [False, True, True] and schedule.taken == [2, 1]
+
+
+@pytest.mark.slow
+def test_stopped_tasks_resume_exactly_after_sigkill(tmp_path):
+    # Patience ends both tasks before their cap of 8 (7 epochs each); the kill lands in the second task.
+    job = ["model=rnn", "epochs_per_task=[8,8]", "stopping.target=0.95", "stopping.patience=2", "task.repeats=16",
+           "batch_size=16", "checkpoint_every_s=0", "logger=none"]
+    assert run_cli(*job, f"hydra.run.dir={tmp_path / 'whole'}").returncode == 0
+    whole = json.loads((tmp_path / "whole" / "results.json").read_text())
+    assert whole["epochs_per_task"] == [8, 8] and whole["epochs_taken"] == [7, 7]
+    assert len(whole["curves"]) == 1 + 14  # the run ended with its last task, before the caps' 16 epochs
+    killed = kill_when(job, tmp_path / "killed", curves=11)
+    assert killed["status"] == "running" and killed["epochs_taken"] == [7]
+    assert_resume_matches(tmp_path / "killed", tmp_path / "whole")
+    resumed = json.loads((tmp_path / "killed" / "results.json").read_text())
+    assert resumed["epochs_taken"] == [7, 7] and resumed["curves"] == whole["curves"]
+
+
+@pytest.mark.parametrize("override, message", [
+    ("stopping.target=2", "stopping.target=2: must be null or a number in (0, 1]"),
+    ("stopping.patience=0", "stopping.patience=0: must be null or an integer >= 1"),
+])
+def test_bad_stopping_values_are_one_line_errors(override, message):
+    from nested_learning.errors import UserError
+    from nested_learning.train import validate
+
+    from .conftest import compose_config
+
+    with pytest.raises(UserError) as err:
+        validate(compose_config(override))
+    assert str(err.value) == message
