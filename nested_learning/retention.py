@@ -157,16 +157,24 @@ class RetentionCallback(pl.Callback):
         if not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
             return  # cut short (max_steps, max_time): a partial epoch is no row of R and no curve point
         i = dm.task_of_epoch[epoch]
-        # A stopping rule reads the current task's accuracy (eval.split, eval.metric) after every epoch.
-        measure = self.every_epoch or dm.schedule.rule.active or epoch == dm.last_epoch_of_task[i]
-        if not measure:
-            dm.schedule.end_epoch(None)  # neither the cap nor a rule: the task goes on
-            return
-        all_accs, all_losses = self._evaluate_all(trainer, pl_module)
-        accs, losses = self._chosen(all_accs, all_losses)
-        task_end = dm.schedule.end_epoch(accs[i])
+        rule = dm.schedule.rule.active
         if self.every_epoch:
+            all_accs, all_losses = self._evaluate_all(trainer, pl_module)
+            accs, losses = self._chosen(all_accs, all_losses)
+            task_end = dm.schedule.end_epoch(accs[i])
             self._log_curve_point(trainer, epoch, accs, losses)
+        else:
+            # Without curves a stopping rule needs one number per epoch, the current task's accuracy
+            # (eval.split, eval.metric): the whole row is measured only when the task ends. A long
+            # sequence with tiny tasks (one batch an epoch) would otherwise spend its time evaluating.
+            current = None
+            if rule:
+                current = pl_module.evaluate(dm.eval_dataloaders()[self.split][i], self.count_padding)[0][self.metric]
+            task_end = dm.schedule.end_epoch(current)
+            if not task_end:
+                return  # no row and no curve point: results.json has nothing new
+            all_accs, all_losses = self._evaluate_all(trainer, pl_module)
+            accs, losses = self._chosen(all_accs, all_losses)
         if task_end:
             self.result["epochs_taken"] = dm.epochs[: i + 1]
             if i == len(dm.task_names) - 1:

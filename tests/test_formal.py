@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 
 import pytest
 import torch
@@ -57,7 +58,7 @@ def test_every_generated_string_is_a_member_with_consistent_targets_and_disjoint
     assert list(task.splits) == ["bin0", "bin1"]
     ranges = {"train": (1, 12), "bin0": (1, 12), "bin1": (13, 20)}
     for split, pairs in (("train", task.train), *task.splits.items()):
-        assert pairs and len(set(pairs)) == len(pairs)
+        assert pairs and (len(set(pairs)) == len(pairs) or split == "train" and LANGUAGES[language].one_per_size)
         for pair in pairs:
             string, targets = _string(pair), pair[1].split()
             assert MEMBER[language](string), (split, string)
@@ -73,6 +74,9 @@ def test_every_generated_string_is_a_member_with_consistent_targets_and_disjoint
     assert not bin0 & bin1
     if LANGUAGES[language].one_per_size:  # one member per length or n: nothing to hold out (documented)
         assert bin0 == train and not task.heldout
+        # an epoch of train_size strings: every member, each as often as the others (to within one)
+        counts = Counter(_string(p) for p in task.train)
+        assert len(task.train) == max(60, len(bin0)) and max(counts.values()) - min(counts.values()) <= 1
     else:
         assert not train & bin0 and task.heldout and len(train) == 60 and len(bin0) == len(bin1) == 20
 
@@ -84,6 +88,29 @@ def test_per_position_targets_on_hand_examples():
     assert example("aabb", "anbn") == ("a a b b", "<ab> <ab> <b> <$>")
     assert example("abc", "anbncn") == ("a b c", "<ab> <c> <$>")
     assert example("([)]", "shuffle2") == ("( [ ) ]", "<()[> <()[]> <([]> <([$>")
+
+
+def _conflicting_prefixes(sequence) -> list[tuple[str, ...]]:
+    """Input prefixes that some task's strings give one target and another task's a different one."""
+    targets: dict[tuple[str, ...], set[str]] = {}
+    for task in sequence.tasks:
+        for inputs, goals in (*task.train, *task.splits["bin1"]):
+            words, goals = inputs.split(), goals.split()
+            for t in range(len(words)):
+                targets.setdefault(tuple(words[: t + 1]), set()).add(goals[t])
+    return [prefix for prefix, seen in targets.items() if len(seen) > 1]
+
+
+def test_language_markers_give_every_input_one_target_across_a_sequence():
+    assert example("abab", "abab", marker=True) == ("#abab a b a b", "<a> <b> <a> <b> <a$>")
+    assert example("01", "parity", marker=True) == ("#parity 0 1", "<01> <01$> <01>")
+    assert example("[]", "shuffle2", marker=True) == ("#shuffle2 [ ]", "<([> <([]> <([$>")
+    languages = list(LANGUAGES)
+    make = lambda marker: formal_tasks(languages, train_size=40, eval_size=10, train_lengths=[1, 8],  # noqa: E731
+                                       bin1_lengths=[9, 12], marker=marker)
+    # Without markers (aa)*, (abab)*, a^n b^n, a^n b^n c^n disagree after the very first `a`.
+    assert ("a",) in _conflicting_prefixes(make(False))
+    assert _conflicting_prefixes(make(True)) == []
 
 
 def test_generation_is_seeded():

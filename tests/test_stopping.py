@@ -72,3 +72,18 @@ def test_bad_stopping_values_are_one_line_errors(override, message):
     with pytest.raises(UserError) as err:
         validate(compose_config(override))
     assert str(err.value) == message
+
+
+def test_rule_without_curves_measures_the_same_rows(run_in_process, tmp_path):
+    # eval.every_epoch=false evaluates only the current task after each epoch (the rule's number) and
+    # the whole row at a task's end: the same stopping decisions, the same matrices, no curve after
+    # the initial point.
+    job = ["model=rnn", "epochs_per_task=[6,6]", "stopping.target=0.75", "stopping.patience=2", "task.repeats=8",
+           "batch_size=16"]
+    with_curves = run_in_process(*job, run_dir=tmp_path / "curves")
+    without = run_in_process(*job, "eval.every_epoch=false", run_dir=tmp_path / "rows")
+    assert with_curves["epochs_taken"] == without["epochs_taken"]
+    assert sum(with_curves["epochs_taken"]) < 12  # the rule ended a task before its cap
+    assert without["accuracy_matrices"] == with_curves["accuracy_matrices"]
+    assert without["loss_matrices"] == with_curves["loss_matrices"]
+    assert len(without["curves"]) == 1 and len(with_curves["curves"]) == 1 + sum(with_curves["epochs_taken"])  # + the initial point

@@ -18,7 +18,9 @@ recognize formal languages", code satwik77/Transformer-Formal-Languages) as Irie
 - Bin0 = held-out strings of the training lengths, disjoint from the training strings, and Bin1 =
   longer strings. (aa)*, (abab)*, a^n b^n and a^n b^n c^n have one member per length (or per n), so
   they have no held-out strings: training uses every member in range, Bin0 is those same strings
-  (as in the original data) and Bin1 every member in its range; `Task.heldout` records it.
+  (as in the original data) and Bin1 every member in its range; `Task.heldout` records it. So that
+  an epoch means the same amount of training for every language, their epoch repeats the members
+  in turn to `train_size` strings (at least one of each).
 - Parity and Shuffle-2 draw `train_size` distinct training strings (default 10 000, about the
   protocol's 10k) and `eval_size` per bin (default 1000; the protocol's test sets hold 500-2000):
   a length uniform over the range's member lengths, then a member of it. Parity: uniform random
@@ -28,7 +30,12 @@ recognize formal languages", code satwik77/Transformer-Formal-Languages) as Irie
 - Seeded: the strings follow from (seed, language) only.
 
 `language` may also be a list: one task per language, in order, over one shared vocabulary (a
-continual sequence of languages).
+continual sequence of languages). (aa)*, (abab)*, a^n b^n and a^n b^n c^n share the characters a
+and b but not their targets: after `a`, (aa)* needs `a`, (abab)* `b`, a^n b^n either. Without task
+identity no model can be right on all of them, so joint training (the upper bound) could not learn
+the sequence. `marker=True` starts every string with its language's word, `#aa` (the task-
+incremental setting: the task is known at test time), whose target is the set of characters a
+member starts with; the Table 5 runs use no marker.
 """
 from __future__ import annotations
 
@@ -46,6 +53,7 @@ END = "$"
 @dataclass(frozen=True)
 class Language:
     alphabet: str
+    starts: str  # the characters a member can start with: the target of a language marker (formal_tasks)
     # A member of the given size (a length, or n for the counter languages), or None if there is none.
     sample: Callable[[int, random.Random], str | None]
     # The set of valid next characters (and END) after each prefix of a member, in order.
@@ -123,12 +131,12 @@ def _shuffle_next(string: str) -> list[set[str]]:
 
 
 LANGUAGES = {
-    "parity": Language("01", _parity_sample, _parity_next, False),
-    "aa": Language("a", lambda length, rng: None if length % 2 else "a" * length, _repeat_next("aa"), True),
-    "abab": Language("ab", lambda length, rng: None if length % 4 else "ab" * (length // 2), _repeat_next("abab"), True),
-    "anbn": Language("ab", lambda n, rng: "a" * n + "b" * n, _counter_next("ab"), True),
-    "anbncn": Language("abc", lambda n, rng: "a" * n + "b" * n + "c" * n, _counter_next("abc"), True),
-    "shuffle2": Language("()[]", _shuffle_sample, _shuffle_next, False),
+    "parity": Language("01", "01", _parity_sample, _parity_next, False),
+    "aa": Language("a", "a", lambda length, rng: None if length % 2 else "a" * length, _repeat_next("aa"), True),
+    "abab": Language("ab", "a", lambda length, rng: None if length % 4 else "ab" * (length // 2), _repeat_next("abab"), True),
+    "anbn": Language("ab", "a", lambda n, rng: "a" * n + "b" * n, _counter_next("ab"), True),
+    "anbncn": Language("abc", "a", lambda n, rng: "a" * n + "b" * n + "c" * n, _counter_next("abc"), True),
+    "shuffle2": Language("()[]", "([", _shuffle_sample, _shuffle_next, False),
 }
 
 
@@ -137,10 +145,14 @@ def target_word(valid: set[str], alphabet: str) -> str:
     return "<" + "".join(c for c in alphabet + END if c in valid) + ">"
 
 
-def example(string: str, language: str) -> tuple[str, str]:
-    """(input characters, per-position target words) of one member string."""
+def example(string: str, language: str, marker: bool = False) -> tuple[str, str]:
+    """(input characters, per-position target words) of one member string; with `marker`, the string
+    follows the word `#language`, whose target is the set of characters a member starts with."""
     spec = LANGUAGES[language]
-    return " ".join(string), " ".join(target_word(s, spec.alphabet) for s in spec.next_sets(string))
+    sets = spec.next_sets(string)
+    if marker:
+        string, sets = [f"#{language}", *string], [set(spec.starts), *sets]
+    return " ".join(string), " ".join(target_word(s, spec.alphabet) for s in sets)
 
 
 def _sizes(spec: Language, low: int, high: int, field: str) -> list[int]:
@@ -159,13 +171,15 @@ def _check_range(field: str, value: Sequence[int]) -> tuple[int, int]:
 
 
 def language_task(language: str, train_size: int, eval_size: int, train_lengths: tuple[int, int],
-                  bin1_lengths: tuple[int, int], seed: int) -> Task:
+                  bin1_lengths: tuple[int, int], seed: int, marker: bool = False) -> Task:
     spec = LANGUAGES[language]
     train_sizes = _sizes(spec, *train_lengths, "task.train_lengths")
     bin1_sizes = _sizes(spec, *bin1_lengths, "task.bin1_lengths")
     rng = random.Random(f"{seed}:{language}")
     if spec.one_per_size:
-        train = bin0 = [spec.sample(size, rng) for size in train_sizes]
+        bin0 = [spec.sample(size, rng) for size in train_sizes]
+        # An epoch of train_size strings, as for the other languages: every member, repeated in turn.
+        train = [bin0[k % len(bin0)] for k in range(max(train_size, len(bin0)))]
         bin1 = [spec.sample(size, rng) for size in bin1_sizes]
     else:
         def draw(sizes: list[int], count: int, field: str) -> list[str]:
@@ -175,7 +189,7 @@ def language_task(language: str, train_size: int, eval_size: int, train_lengths:
         both = draw(train_sizes, train_size + eval_size, "task.train_size + task.eval_size")
         train, bin0 = both[:train_size], both[train_size:]
         bin1 = draw(bin1_sizes, eval_size, "task.eval_size")
-    encode = lambda strings: tuple(example(s, language) for s in strings)  # noqa: E731
+    encode = lambda strings: tuple(example(s, language, marker) for s in strings)  # noqa: E731
     return Task(language, encode(train), {"bin0": encode(bin0), "bin1": encode(bin1)})
 
 
@@ -188,8 +202,11 @@ def formal_tasks(
     bin1_lengths: Sequence[int] = (51, 100),
     repeats: int = 1,
     seed: int = 0,
+    marker: bool = False,
 ) -> TaskSequence:
-    """One task per language (a name or a list of names), evaluated on the splits bin0 and bin1."""
+    """One task per language (a name or a list of names), evaluated on the splits bin0 and bin1.
+    `marker`: every string starts with its language's word (`#parity`), so a sequence of languages
+    whose strings share characters (a, b) is learnable by one model (see the module docstring)."""
     languages = [language] if isinstance(language, str) else list(language)
     unknown = [lang for lang in languages if lang not in LANGUAGES]
     if unknown or not languages:
@@ -204,5 +221,7 @@ def formal_tasks(
     if bin1_range[0] <= train_range[1]:
         raise UserError(f"task.bin1_lengths={list(bin1_lengths)}: must start above the training lengths "
                         f"(task.train_lengths={list(train_lengths)}), so that Bin1 holds longer strings")
-    tasks = tuple(language_task(lang, train_size, eval_size, train_range, bin1_range, seed) for lang in languages)
+    if not isinstance(marker, bool):
+        raise UserError(f"task.marker={marker!r}: must be true or false")
+    tasks = tuple(language_task(lang, train_size, eval_size, train_range, bin1_range, seed, marker) for lang in languages)
     return TaskSequence(name, tasks, repeats)
