@@ -3,7 +3,7 @@
 Before training it evaluates every task (initial accuracies b); after the last epoch of each task it
 evaluates every task again (row i of R and of the loss matrix). A task ends at its cap
 (`epochs_per_task`) or sooner under a stopping rule (data/datamodule.py StoppingRule), decided here
-from its accuracy after each epoch; `epochs_taken` records the epochs each task took. Every
+from its accuracy after each epoch (`stopping.metric`, on `eval.split`); `epochs_taken` records the epochs each task took. Every
 evaluation split is measured with every accuracy (token and sequence): `accuracy_matrices[split]
 [metric]` and `loss_matrices[split]` hold them all; `accuracy_matrix` and `loss_matrix` (and the
 initial values, curves, metrics and tables) are the chosen split and metric (`eval.split`,
@@ -157,19 +157,20 @@ class RetentionCallback(pl.Callback):
         if not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
             return  # cut short (max_steps, max_time): a partial epoch is no row of R and no curve point
         i = dm.task_of_epoch[epoch]
-        rule = dm.schedule.rule.active
+        rule = dm.schedule.rule
+        rule_metric = rule.metric or self.metric  # the accuracy the stopping rule reads, on eval.split
         if self.every_epoch:
             all_accs, all_losses = self._evaluate_all(trainer, pl_module)
             accs, losses = self._chosen(all_accs, all_losses)
-            task_end = dm.schedule.end_epoch(accs[i])
+            task_end = dm.schedule.end_epoch(all_accs[self.split][rule_metric][i])
             self._log_curve_point(trainer, epoch, accs, losses)
         else:
-            # Without curves a stopping rule needs one number per epoch, the current task's accuracy
-            # (eval.split, eval.metric): the whole row is measured only when the task ends. A long
-            # sequence with tiny tasks (one batch an epoch) would otherwise spend its time evaluating.
+            # Without curves a stopping rule needs one number per epoch, the current task's accuracy:
+            # the whole row is measured only when the task ends. A long sequence of tasks would
+            # otherwise spend its time evaluating every task after every epoch.
             current = None
-            if rule:
-                current = pl_module.evaluate(dm.eval_dataloaders()[self.split][i], self.count_padding)[0][self.metric]
+            if rule.active:
+                current = pl_module.evaluate(dm.eval_dataloaders()[self.split][i], self.count_padding)[0][rule_metric]
             task_end = dm.schedule.end_epoch(current)
             if not task_end:
                 return  # no row and no curve point: results.json has nothing new

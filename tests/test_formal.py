@@ -192,3 +192,36 @@ def test_tables_and_summaries_name_the_accuracy_they_show(tmp_path):
     write_summary(tmp_path, Sweep(runs=[run], failures=[]))
     assert "Accuracy: sequence accuracy (every position right) on split bin1 (eval.metric, eval.split)." in (
         tmp_path / "summary.md").read_text()
+
+
+def test_formal_table_lays_out_bins_by_model_and_language_beside_the_paper(tmp_path):
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    def job(i, model, language, seed, bin0, bin1):
+        run = {"model": model, "seed": seed, "status": "complete", "epochs_taken": [3 + seed],
+               "overrides": [f"model={model}", f"task.language={language}", f"seed={seed}"],
+               "config": {"task": {"_target_": "nested_learning.data.formal.formal_tasks", "language": language}},
+               "accuracy_matrices": {"bin0": {"sequence": [[bin0]], "token": [[1.0]]},
+                                     "bin1": {"sequence": [[bin1]], "token": [[1.0]]}}}
+        (tmp_path / f"{i}_job").mkdir()
+        (tmp_path / f"{i}_job" / "results.json").write_text(json.dumps(run))
+
+    for seed, (b0, b1) in enumerate([(1.0, 0.5), (1.0, 0.7), (1.0, 0.6)]):
+        job(seed, "rnn", "parity", seed, b0, b1)
+        job(3 + seed, "transformer", "anbn", seed, 0.2, 0.0)
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "formal_table.py"), str(tmp_path)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    table = (tmp_path / "formal_table.md").read_text().splitlines()
+    assert table[0] == "| model | Parity Bin0 | Parity Bin1 | a^n b^n Bin0 | a^n b^n Bin1 |"
+    # Bin1 of rnn on parity: mean 60, t(0.975, 2) * std 10 / sqrt(3) = 24.84
+    assert table[2] == "| `rnn` | 100.0 | 60.0 [35.2, 84.8] | — | — |"
+    assert table[3] == "| paper: LSTM | 100.0 | 100.0 | 100.0 | 100.0 |"
+    assert table[4] == "| `transformer` | — | — | 20.0 | 0.0 |"
+    assert table[5] == "| paper: Transformer | 46.4 | 0.0 | 100.0 | 100.0 |"
+    assert "| `rnn` | 4.0 | — |" in table  # epochs taken, mean over seeds
+    assert (tmp_path / "formal_table.png").stat().st_size > 0
+    bad = subprocess.run([sys.executable, str(REPO / "scripts" / "formal_table.py"), str(tmp_path / "0_job")], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: ") and len(bad.stderr.strip().splitlines()) == 1

@@ -62,6 +62,7 @@ def test_stopped_tasks_resume_exactly_after_sigkill(tmp_path):
 @pytest.mark.parametrize("override, message", [
     ("stopping.target=2", "stopping.target=2: must be null or a number in (0, 1]"),
     ("stopping.patience=0", "stopping.patience=0: must be null or an integer >= 1"),
+    ("stopping.metric=bleu", "stopping.metric='bleu': must be null (eval.metric), token or sequence"),
 ])
 def test_bad_stopping_values_are_one_line_errors(override, message):
     from nested_learning.errors import UserError
@@ -74,16 +75,18 @@ def test_bad_stopping_values_are_one_line_errors(override, message):
     assert str(err.value) == message
 
 
-def test_rule_without_curves_measures_the_same_rows(run_in_process, tmp_path):
-    # eval.every_epoch=false evaluates only the current task after each epoch (the rule's number) and
-    # the whole row at a task's end: the same stopping decisions, the same matrices, no curve after
-    # the initial point.
-    job = ["model=rnn", "epochs_per_task=[6,6]", "stopping.target=0.75", "stopping.patience=2", "task.repeats=8",
-           "batch_size=16"]
+def test_rule_reads_its_own_metric_and_without_curves_measures_the_same_rows(run_in_process, tmp_path):
+    # The tables show sequence accuracy; the rule reads token accuracy (stopping.metric). With
+    # eval.every_epoch=false only the current task is evaluated after each epoch (the rule's number)
+    # and the whole row at a task's end: the same decisions, the same matrices, no curve.
+    job = ["model=rnn", "epochs_per_task=[6,6]", "stopping.target=0.75", "stopping.patience=2", "stopping.metric=token",
+           "eval.metric=sequence", "task.repeats=8", "batch_size=16"]
     with_curves = run_in_process(*job, run_dir=tmp_path / "curves")
     without = run_in_process(*job, "eval.every_epoch=false", run_dir=tmp_path / "rows")
     assert with_curves["epochs_taken"] == without["epochs_taken"]
-    assert sum(with_curves["epochs_taken"]) < 12  # the rule ended a task before its cap
+    assert with_curves["epochs_taken"][0] < 6  # the rule ended the first task at its target, read on tokens
+    token = with_curves["accuracy_matrices"]["eval"]["token"]
+    assert token[0][0] >= 0.75 and with_curves["accuracy_matrix"][0][0] < 0.75  # not on sequences
     assert without["accuracy_matrices"] == with_curves["accuracy_matrices"]
     assert without["loss_matrices"] == with_curves["loss_matrices"]
     assert len(without["curves"]) == 1 and len(with_curves["curves"]) == 1 + sum(with_curves["epochs_taken"])  # + the initial point

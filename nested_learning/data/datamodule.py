@@ -44,10 +44,13 @@ def epoch_seed(seed: int, epoch: int) -> int:
 class StoppingRule:
     """When a task's training stops before its cap (`epochs_per_task`): its validation accuracy reached
     `target`, or `patience` epochs passed without a new best. Both None: every task runs to its cap.
-    (train.py checks the values: target in (0, 1], patience >= 1.)"""
+    `metric` is the accuracy it reads (None: eval.metric). Token accuracy is 1 exactly when sequence
+    accuracy is, and it rises smoothly where sequence accuracy sits at 0 for epochs before it jumps,
+    which patience would take for a plateau. (train.py checks the values: target in (0, 1], patience >= 1.)"""
 
     target: float | None = None
     patience: int | None = None
+    metric: str | None = None
 
     @property
     def active(self) -> bool:
