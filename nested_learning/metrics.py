@@ -7,6 +7,9 @@ on task j; T tasks. The definitions below are used everywhere in this project, e
     BWT        = 1/(T-1) sum_{j<T-1} (R[T-1][j] - R[j][j])                   (Lopez-Paz & Ranzato 2017)
     FWT        = 1/(T-1) sum_{j>0}   (R[j-1][j] - b[j])
     forgetting = 1/(T-1) sum_{j<T-1} (max_{l<T-1} R[l][j] - R[T-1][j])       (Chaudhry et al. 2018)
+    LA         = 1/T     sum_j        R[j][j]                                (learning accuracy, Riemer et al. 2019)
+
+LA says whether each task was learned when it was trained: forgetting means little where LA is low.
 
 With one task, BWT, FWT and forgetting are undefined and returned as None. GEM's code divides BWT by
 T, Avalanche's forgetting drops the max and Mammoth's max runs over all rows: those differ from this.
@@ -65,6 +68,11 @@ def forgetting(R: Matrix) -> float | None:
     return float(np.mean(per_task)) if per_task else None
 
 
+def learning_accuracy(R: Matrix) -> float:
+    R = _square(R)
+    return float(np.mean(np.diag(R)))
+
+
 def final_minus_first(R: Matrix) -> list[float]:
     """The seed demo's "Forgetting" column: R[T-1][j] - R[0][j] (positive means it improved)."""
     R = _square(R)
@@ -77,4 +85,5 @@ def all_metrics(R: Matrix, initial: Sequence[float]) -> dict[str, float | None]:
         "bwt": backward_transfer(R),
         "fwt": forward_transfer(R, initial),
         "forgetting": forgetting(R),
+        "la": learning_accuracy(R),
     }

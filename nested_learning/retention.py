@@ -35,6 +35,7 @@ METRIC_DEFINITIONS = {
     "bwt": "1/(T-1) sum_{j<T-1} (R[T-1][j] - R[j][j])  (Lopez-Paz & Ranzato 2017)",
     "fwt": "1/(T-1) sum_{j>0} (R[j-1][j] - b[j]), b = initial accuracy",
     "forgetting": "1/(T-1) sum_{j<T-1} (max_{l<T-1} R[l][j] - R[T-1][j])  (Chaudhry et al. 2018)",
+    "la": "1/T sum_j R[j][j]  (learning accuracy, Riemer et al. 2019: was each task learned when trained?)",
     "final_minus_first": "R[T-1][j] - R[0][j] per task: the seed demo's 'Forgetting' column",
 }
 

@@ -12,10 +12,13 @@ import pandas as pd
 from scipy import stats
 
 from nested_learning.errors import UserError
+from nested_learning.metrics import learning_accuracy
 from nested_learning.report import accuracy_shown
 from nested_learning.results import RESULTS_FILE, load_results
 
-METRICS = ("acc", "bwt", "fwt", "forgetting")
+METRICS = ("acc", "bwt", "fwt", "forgetting")  # the tables' columns
+# summary.csv also has learning accuracy (the accuracy matrix's diagonal): was each task learned at all?
+AGGREGATED = (*METRICS, "la")
 log = logging.getLogger(__name__)
 
 
@@ -55,6 +58,8 @@ def load_sweep(sweep_dir: str | Path) -> Sweep:
             sweep.failures.append((job.name, f"status {result.get('status')}: {result.get('error') or 'unfinished'}"))
             continue
         result["job"] = job.name
+        if "la" not in result.get("metrics", {}) and result.get("accuracy_matrix"):
+            result["metrics"]["la"] = learning_accuracy(result["accuracy_matrix"])  # written before LA was recorded
         sweep.runs.append(result)
     return sweep
 
@@ -111,7 +116,7 @@ def t_interval(values: Iterable[float], confidence: float = 0.95) -> tuple[float
 
 # Where each metric can lie: a confidence interval is clipped to it (a t interval of accuracies
 # near 1 at n = 2 otherwise runs past 1).
-METRIC_RANGE = {"acc": (0.0, 1.0), "bwt": (-1.0, 1.0), "fwt": (-1.0, 1.0), "forgetting": (-1.0, 1.0)}
+METRIC_RANGE = {"acc": (0.0, 1.0), "bwt": (-1.0, 1.0), "fwt": (-1.0, 1.0), "forgetting": (-1.0, 1.0), "la": (0.0, 1.0)}
 CLIPPED_NOTE = "95% intervals clipped to the metric's range ([0, 1] for ACC, [-1, 1] for the others)"
 
 
@@ -135,8 +140,8 @@ def aggregate(runs: list[dict[str, Any]]) -> pd.DataFrame:
     for label, members in group_runs(runs).items():
         row: dict[str, Any] = {"group": label, "model": members[0]["model"], "n": len(members)}
         row["seeds"] = ",".join(str(r["seed"]) for r in sorted(members, key=lambda r: r["seed"]))
-        for metric in METRICS:
-            mean, std, low, high = t_interval(r["metrics"][metric] for r in members)
+        for metric in AGGREGATED:
+            mean, std, low, high = t_interval(r["metrics"].get(metric) for r in members)
             bottom, top = METRIC_RANGE[metric]
             low, high = (max(low, bottom), min(high, top)) if not math.isnan(low) else (low, high)
             row.update({f"{metric}_mean": mean, f"{metric}_std": std, f"{metric}_ci_low": low, f"{metric}_ci_high": high})

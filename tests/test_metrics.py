@@ -5,7 +5,7 @@ from nested_learning import metrics as M
 
 
 def test_single_task_defines_only_acc():
-    assert M.all_metrics([[0.7]], [0.1]) == {"acc": 0.7, "bwt": None, "fwt": None, "forgetting": None}
+    assert M.all_metrics([[0.7]], [0.1]) == {"acc": 0.7, "bwt": None, "fwt": None, "forgetting": None, "la": 0.7}
 
 
 def test_two_tasks_by_hand():
@@ -34,6 +34,7 @@ def test_three_tasks_max_based_forgetting_differs_from_final_minus_first():
     # max over rows 0..T-2 minus final: task 0 -> 0.95 - 0.40, task 1 -> 0.70 - 0.60
     assert m["forgetting"] == pytest.approx(((0.95 - 0.40) + (0.70 - 0.60)) / 2)
     assert M.forgetting_per_task(R) == pytest.approx([0.55, 0.10, None])
+    assert m["la"] == pytest.approx((0.50 + 0.70 + 0.90) / 3)  # the diagonal: each task just after its training
     # The seed's column uses the first row only, and has the opposite sign.
     assert M.final_minus_first(R) == pytest.approx([0.40 - 0.50, 0.60 - 0.10, 0.90 - 0.00])
     assert -M.final_minus_first(R)[0] != pytest.approx(M.forgetting_per_task(R)[0])

@@ -230,3 +230,14 @@ def test_reference_can_be_one_override_that_also_chooses_the_model():
     assert diffs.loc["model=cms +cms_arm=token_carry task=commute4", "forgetting_diff"] == pytest.approx(-0.2)
     assert diffs.loc["model=transformer +cms_arm=transformer task=commute4", "forgetting_diff"] == pytest.approx(0.3)
     assert set(diffs["pairing"]) == {"paired by seed"}
+
+
+def test_summary_csv_has_learning_accuracy_also_for_runs_written_before_it(tmp_path):
+    old = [{**_run("rnn", s, 0.1), "accuracy_matrix": [[0.8, 0.0], [0.5, 0.6 + 0.2 * s]]} for s in (0, 1)]
+    sweep = _write_jobs(tmp_path, old)  # metrics without "la", as results.json had them before
+    assert [r["metrics"]["la"] for r in sweep.runs] == pytest.approx([0.7, 0.8])  # the diagonal's mean
+    write_summary(tmp_path, sweep)
+    import csv
+
+    (row,) = csv.DictReader((tmp_path / "summary.csv").open())
+    assert float(row["la_mean"]) == pytest.approx(0.75)
