@@ -74,6 +74,7 @@ CHECKS = (
     ("stopping.target", lambda v: v is None or (_is_number(v) and 0 < v <= 1), "null or a number in (0, 1]"),
     ("stopping.patience", lambda v: v is None or (_is_int(v) and v >= 1), "null or an integer >= 1"),
     ("stopping.metric", lambda v: v in (None, "token", "sequence"), "null (eval.metric), token or sequence"),
+    ("stopping.min_delta", lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
     ("eval.count_padding", lambda v: isinstance(v, bool), "true or false"),
     ("eval.every_epoch", lambda v: isinstance(v, bool), "true or false"),
     ("eval.metric", lambda v: v in ("token", "sequence"), "token or sequence"),

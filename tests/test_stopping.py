@@ -19,6 +19,9 @@ def test_rule_on_scripted_accuracies():
     assert patience.should_stop([0.3, 0.5, 0.5, 0.4])  # two
     assert not patience.should_stop([0.3, 0.5, 0.4, 0.6])  # a new best resets the count
     assert not StoppingRule().active and not StoppingRule().should_stop([1.0])
+    slow = StoppingRule(patience=2, min_delta=0.01)  # gains of at most 0.01 are no new best
+    assert slow.should_stop([0.5, 0.505, 0.51]) and not slow.should_stop([0.5, 0.505, 0.52])
+    assert not slow.should_stop([0.5, 0.52, 0.525]) and slow.should_stop([0.5, 0.52, 0.525, 0.53])
 
 
 def test_schedule_places_tasks_by_the_epochs_they_took():
@@ -63,6 +66,7 @@ def test_stopped_tasks_resume_exactly_after_sigkill(tmp_path):
     ("stopping.target=2", "stopping.target=2: must be null or a number in (0, 1]"),
     ("stopping.patience=0", "stopping.patience=0: must be null or an integer >= 1"),
     ("stopping.metric=bleu", "stopping.metric='bleu': must be null (eval.metric), token or sequence"),
+    ("stopping.min_delta=-0.1", "stopping.min_delta=-0.1: must be a number in [0, 1)"),
 ])
 def test_bad_stopping_values_are_one_line_errors(override, message):
     from nested_learning.errors import UserError

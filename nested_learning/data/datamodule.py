@@ -43,7 +43,8 @@ def epoch_seed(seed: int, epoch: int) -> int:
 @dataclass(frozen=True)
 class StoppingRule:
     """When a task's training stops before its cap (`epochs_per_task`): its validation accuracy reached
-    `target`, or `patience` epochs passed without a new best. Both None: every task runs to its cap.
+    `target`, or `patience` epochs passed without a new best (one that beats the best so far by more
+    than `min_delta`, as in Lightning's EarlyStopping). Both None: every task runs to its cap.
     `metric` is the accuracy it reads (None: eval.metric). Token accuracy is 1 exactly when sequence
     accuracy is, and it rises smoothly where sequence accuracy sits at 0 for epochs before it jumps,
     which patience would take for a plateau. (train.py checks the values: target in (0, 1], patience >= 1.)"""
@@ -51,6 +52,7 @@ class StoppingRule:
     target: float | None = None
     patience: int | None = None
     metric: str | None = None
+    min_delta: float = 0.0
 
     @property
     def active(self) -> bool:
@@ -61,7 +63,10 @@ class StoppingRule:
         if self.target is not None and history[-1] >= self.target:
             return True
         if self.patience is not None:
-            best = max(range(len(history)), key=lambda i: (history[i], -i))  # the first epoch with the best value
+            best = 0  # the epoch of the best value so far; a tie or a gain of at most min_delta is no new best
+            for epoch, value in enumerate(history):
+                if value > history[best] + self.min_delta:
+                    best = epoch
             return len(history) - 1 - best >= self.patience
         return False
 
