@@ -225,3 +225,21 @@ def test_formal_table_lays_out_bins_by_model_and_language_beside_the_paper(tmp_p
     assert (tmp_path / "formal_table.png").stat().st_size > 0
     bad = subprocess.run([sys.executable, str(REPO / "scripts" / "formal_table.py"), str(tmp_path / "0_job")], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.startswith("error: ") and len(bad.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_continual_formal_experiment_runs_as_a_sweep_of_marked_languages(tmp_path):
+    # The experiment's own config, scaled down: one model, one strategy, one seed, a few strings.
+    out = run_cli("experiment=continual_formal", "model=rnn", "strategy=naive", "seed=0", "task.train_size=12",
+                  "task.eval_size=4", "task.train_lengths=[1,6]", "task.bin1_lengths=[7,8]", "epochs_per_task=2",
+                  "logger=none", f"paths.output_root={tmp_path}")
+    assert out.returncode == 0, out.stderr
+    (sweep,) = (tmp_path / "multiruns").iterdir()
+    (job,) = [p for p in sweep.iterdir() if p.is_dir() and p.name[0].isdigit()]
+    result = json.loads((job / "results.json").read_text())
+    assert result["status"] == "complete" and result["tasks"] == ["parity", "aa", "abab", "anbn", "anbncn", "shuffle2"]
+    assert result["config"]["task"]["marker"] is True and result["config"]["model"]["cell"] == "lstm"
+    assert (result["eval_split"], result["eval_metric"]) == ("bin0", "sequence")
+    assert all(1 <= e <= 2 for e in result["epochs_taken"]) and len(result["epochs_taken"]) == 6
+    assert result["metrics"]["la"] == pytest.approx(sum(result["accuracy_matrix"][i][i] for i in range(6)) / 6)
+    assert "la_mean" in (sweep / "summary.csv").read_text().splitlines()[0]
