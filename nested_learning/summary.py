@@ -74,10 +74,15 @@ def _short_number(override: str) -> str:
     return f"{key}={number:.4g}" if sep and "." in value and len(value) > 6 else override
 
 
+# Overrides that say where or how a run was launched, not what was trained (conf/config.yaml leaves the
+# same ones out of job directory names): runs differing only in them are one setting.
+NOT_SETTINGS = ("seed", "paths.output_root", "hydra.launcher.n_jobs", "resume")
+
+
 def setting_label(result: dict[str, Any]) -> str:
-    """The run's command-line overrides minus the seed (floats to 4 significant digits): runs with
-    equal labels differ only by seed."""
-    kept = [_short_number(o) for o in result.get("overrides", []) if not o.split("=", 1)[0].lstrip("+~") == "seed"]
+    """The run's command-line overrides minus the seed and NOT_SETTINGS (floats to 4 significant
+    digits): runs with equal labels differ only by seed."""
+    kept = [_short_number(o) for o in result.get("overrides", []) if o.split("=", 1)[0].lstrip("+~") not in NOT_SETTINGS]
     if not any(o.startswith("model=") for o in kept):
         kept.insert(0, f"model={result['model']}")
     return " ".join(kept)
@@ -267,7 +272,7 @@ def reference_differences(runs: list[dict[str, Any]], reference: str) -> pd.Data
         return override.lstrip("+~")
 
     def rest(members: list[dict[str, Any]]) -> tuple[str, ...]:
-        return tuple(sorted(o for o in map(bare, members[0]["overrides"]) if o.split("=", 1)[0] not in ("seed", key)))
+        return tuple(sorted(o for o in map(bare, members[0]["overrides"]) if o.split("=", 1)[0] not in (*NOT_SETTINGS, key)))
 
     def is_reference(members: list[dict[str, Any]]) -> bool:
         return members[0]["model"] == option if key == "model" else f"{key}={option}" in map(bare, members[0]["overrides"])

@@ -241,3 +241,13 @@ def test_summary_csv_has_learning_accuracy_also_for_runs_written_before_it(tmp_p
 
     (row,) = csv.DictReader((tmp_path / "summary.csv").open())
     assert float(row["la_mean"]) == pytest.approx(0.75)
+
+
+def test_runs_written_to_other_places_are_one_setting():
+    from nested_learning.summary import group_runs
+
+    runs = [_run("rnn", 0, 0.1, extra=("paths.output_root=/a",)), _run("rnn", 1, 0.2, extra=("paths.output_root=/b", "hydra.launcher.n_jobs=1"))]
+    assert list(group_runs(runs)) == ["model=rnn"] and len(group_runs(runs)["model=rnn"]) == 2
+    runs += [_run("hope", 0, 0.4, extra=("paths.output_root=/c",)), _run("hope", 1, 0.4, extra=("paths.output_root=/c",))]
+    diffs = reference_differences(runs, "rnn")  # paired with the rnn runs although written elsewhere
+    assert diffs["forgetting_diff"].tolist() == pytest.approx([0.25]) and diffs["pairing"].tolist() == ["paired by seed"]
