@@ -3,14 +3,14 @@
 Before training it evaluates every task (initial accuracies b); after the last epoch of each task it
 evaluates every task again (row i of R and of the loss matrix). A task ends at its cap
 (`epochs_per_task`) or sooner under a stopping rule (data/datamodule.py StoppingRule), decided here
-from its accuracy after each epoch (`stopping.metric`, on `eval.split`); `epochs_taken` records the epochs each task took. Every
-evaluation split is measured with every accuracy (token and sequence): `accuracy_matrices[split]
-[metric]` and `loss_matrices[split]` hold them all; `accuracy_matrix` and `loss_matrix` (and the
-initial values, curves, metrics and tables) are the chosen split and metric (`eval.split`,
-`eval.metric`). With `every_epoch` it also logs every
-task's accuracy after every epoch, so TensorBoard shows learning and forgetting curves, not only
-task-end points. `results.json` is rewritten (atomically) after every task, so a crash or a kill
-keeps the rows already measured.
+from its accuracy after each epoch (`stopping.metric`, on `eval.split`); `epochs_taken` records the
+epochs each task took. Every evaluation split is measured with every accuracy (token and
+sequence): `accuracy_matrices[split][metric]` and `loss_matrices[split]` hold them all;
+`accuracy_matrix` and `loss_matrix` (and the initial values, curves, metrics and tables) are the
+chosen split and metric (`eval.split`, `eval.metric`). With `every_epoch` it also logs every task's
+accuracy after every epoch, so TensorBoard shows learning and forgetting curves, not only task-end
+points. `results.json` is rewritten (atomically) after every task, so a crash or a kill keeps the
+rows already measured.
 """
 from __future__ import annotations
 

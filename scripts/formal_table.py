@@ -15,7 +15,6 @@ import argparse
 import math
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
