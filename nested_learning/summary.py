@@ -156,6 +156,25 @@ def aggregate(runs: list[dict[str, Any]]) -> pd.DataFrame:
     return table
 
 
+def _task_columns(tasks: list[str]) -> list[str]:
+    """Task names, numbered by position when a sequence visits a task twice (each visit is its own column)."""
+    return tasks if len(set(tasks)) == len(tasks) else [f"{i + 1}:{name}" for i, name in enumerate(tasks)]
+
+
+def learning_accuracy_per_task(runs: list[dict[str, Any]]) -> pd.DataFrame:
+    """Each group's accuracy on every task right after training it (the accuracy matrix's diagonal),
+    mean over seeds: where LA is low, which task was never learned. One column per task, in sequence
+    order; a task a group's runs did not train is empty."""
+    rows = []
+    for label, members in group_runs(runs).items():
+        diagonals = [dict(zip(_task_columns(r["tasks"]), np.diag(np.asarray(r["accuracy_matrix"], float)))) for r in members]
+        names = list(dict.fromkeys(name for diagonal in diagonals for name in diagonal))
+        row: dict[str, Any] = {"runs": label, "n": len(members)}
+        row.update({name: float(np.mean([d[name] for d in diagonals if name in d])) for name in names})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def format_mean_ci(row: Any, metric: str) -> str:
     """"mean ± std [CI low, CI high]" of one aggregated metric (the mean alone for n = 1)."""
     mean, std, low, high = (row[f"{metric}_{s}"] for s in ("mean", "std", "ci_low", "ci_high"))
@@ -342,6 +361,12 @@ def write_summary(
         lines += [f"Accuracy: {accuracy_shown(sweep.runs)} (eval.metric, eval.split).", ""]
     if not table.empty:
         lines += [readable(table).to_markdown(index=False), ""]
+    if any(len(r.get("tasks", [])) > 1 for r in sweep.runs):
+        per_task = learning_accuracy_per_task(sweep.runs)
+        per_task = per_task.astype(object).where(per_task.notna(), None)  # a task a group did not train: an empty cell
+        lines += ["## Learning accuracy per task", "", "Accuracy on each task right after training it (the accuracy matrix's "
+                  "diagonal), mean over seeds: LA by task, to tell forgetting of a learned task from a task never learned.", "",
+                  per_task.to_markdown(index=False, floatfmt=".2f", missingval=""), ""]
     if reference and sweep.runs:
         missing = missing_reference(sweep.runs, reference)
         if missing:

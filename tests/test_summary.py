@@ -251,3 +251,21 @@ def test_runs_written_to_other_places_are_one_setting():
     runs += [_run("hope", 0, 0.4, extra=("paths.output_root=/c",)), _run("hope", 1, 0.4, extra=("paths.output_root=/c",))]
     diffs = reference_differences(runs, "rnn")  # paired with the rnn runs although written elsewhere
     assert diffs["forgetting_diff"].tolist() == pytest.approx([0.25]) and diffs["pairing"].tolist() == ["paired by seed"]
+
+
+def test_summary_shows_learning_accuracy_per_task_by_hand(tmp_path):
+    from nested_learning.summary import learning_accuracy_per_task
+
+    def run(model, seed, diagonal, tasks=("parity", "aa")):
+        R = [[diagonal[0], 0.0], [0.1, diagonal[1]]]
+        return {**_run(model, seed, 0.1), "tasks": list(tasks), "accuracy_matrix": R}
+
+    runs = [run("rnn", 0, (1.0, 0.5)), run("rnn", 1, (0.8, 0.7)), run("hope", 0, (0.2, 0.4), tasks=("aa", "aa"))]
+    table = learning_accuracy_per_task(runs).set_index("runs")
+    assert table.loc["model=rnn", ["n", "parity", "aa"]].tolist() == pytest.approx([2, 0.9, 0.6])
+    assert table.loc["model=hope", ["1:aa", "2:aa"]].tolist() == pytest.approx([0.2, 0.4])  # a task visited twice
+    assert math.isnan(table.loc["model=hope", "parity"])
+    write_summary(tmp_path, _write_jobs(tmp_path, runs))
+    text = (tmp_path / "summary.md").read_text()
+    assert "## Learning accuracy per task" in text and "nan" not in text  # untrained tasks are empty cells
+    assert re.search(r"\| model=rnn +\| +2 \| +0\.90 \| +0\.60 \| +\| +\|", text)
