@@ -87,3 +87,8 @@ def all_metrics(R: Matrix, initial: Sequence[float]) -> dict[str, float | None]:
         "forgetting": forgetting(R),
         "la": learning_accuracy(R),
     }
+
+
+def record_metrics(R: Matrix, initial: Sequence[float]) -> dict[str, object]:
+    """What results.json derives from one accuracy matrix: the summary metrics and the per-task columns."""
+    return {"metrics": all_metrics(R, initial), "forgetting_per_task": forgetting_per_task(R), "final_minus_first": final_minus_first(R)}

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from nested_learning.errors import UserError
+from nested_learning.metrics import record_metrics
 
 RESULTS_FILE = "results.json"
 
@@ -45,3 +46,26 @@ def load_results(run_dir: str | Path) -> dict[str, Any]:
         return json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise UserError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+
+
+def with_accuracy(record: dict[str, Any], split: str | None = None, metric: str | None = None) -> dict[str, Any]:
+    """The record as if `eval.split=split eval.metric=metric` had been chosen (None: the run's own).
+
+    Every split is measured with every accuracy during the run (`accuracy_matrices[split][metric]`),
+    so another choice needs no rerun: the matrices, initial values and the metrics derived from them
+    are swapped in. The learning curves were logged on the run's own choice only and are left out.
+    """
+    split, metric = split or record.get("eval_split"), metric or record.get("eval_metric")
+    matrices = record.get("accuracy_matrices") or {}
+    if split not in matrices:
+        raise UserError(f"split {split!r}: not measured by this run; its splits: {', '.join(matrices) or 'none recorded'}")
+    if metric not in matrices[split]:
+        raise UserError(f"accuracy {metric!r}: not measured by this run; its accuracies: {', '.join(matrices[split])}")
+    view = {k: v for k, v in record.items() if k != "curves"}
+    view.update(
+        eval_split=split, eval_metric=metric,
+        accuracy_matrix=matrices[split][metric], initial_accuracy=record["initial_accuracies"][split][metric],
+        loss_matrix=record["loss_matrices"][split], initial_loss=record["initial_losses"][split],
+    )
+    view.update(record_metrics(view["accuracy_matrix"], view["initial_accuracy"]))
+    return view

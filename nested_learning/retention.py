@@ -213,9 +213,7 @@ class RetentionCallback(pl.Callback):
         if len(R) != len(self.result["tasks"]):
             self.write()  # stopped early (e.g. max_steps): status stays "running", with the rows measured
             return
-        self.result["metrics"] = M.all_metrics(R, self.result["initial_accuracy"])
-        self.result["forgetting_per_task"] = M.forgetting_per_task(R)
-        self.result["final_minus_first"] = M.final_minus_first(R)
+        self.result.update(M.record_metrics(R, self.result["initial_accuracy"]))
         self.result["status"] = "complete"
         self.write()
         self._log_summary(trainer)

@@ -14,7 +14,7 @@ from scipy import stats
 from nested_learning.errors import UserError
 from nested_learning.metrics import learning_accuracy
 from nested_learning.report import accuracy_shown
-from nested_learning.results import RESULTS_FILE, load_results
+from nested_learning.results import RESULTS_FILE, load_results, with_accuracy
 
 METRICS = ("acc", "bwt", "fwt", "forgetting")  # the tables' columns
 # summary.csv also has learning accuracy (the accuracy matrix's diagonal): was each task learned at all?
@@ -33,8 +33,12 @@ def _job_order(job: Path) -> tuple[int, str]:
     return (int(number) if number.isdigit() else 1 << 30, job.name)
 
 
-def load_sweep(sweep_dir: str | Path) -> Sweep:
-    """Every job directory under a multirun directory; unfinished or failed jobs are listed, not fatal."""
+def load_sweep(sweep_dir: str | Path, split: str | None = None, metric: str | None = None) -> Sweep:
+    """Every job directory under a multirun directory; unfinished or failed jobs are listed, not fatal.
+
+    split / metric: read every run's accuracy on that evaluation split / with that accuracy (token or
+    sequence) instead of its own `eval.split` / `eval.metric` (results.with_accuracy).
+    """
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise UserError(f"{sweep_dir}: not a directory; give a multirun directory (outputs/multiruns/...)")
@@ -57,6 +61,11 @@ def load_sweep(sweep_dir: str | Path) -> Sweep:
         if result.get("status") != "complete":
             sweep.failures.append((job.name, f"status {result.get('status')}: {result.get('error') or 'unfinished'}"))
             continue
+        if split or metric:
+            try:
+                result = with_accuracy(result, split, metric)
+            except UserError as err:
+                raise UserError(f"{job.name}: {err}") from None
         result["job"] = job.name
         if "la" not in result.get("metrics", {}) and result.get("accuracy_matrix"):
             result["metrics"]["la"] = learning_accuracy(result["accuracy_matrix"])  # written before LA was recorded
@@ -249,7 +258,7 @@ def axis_table(runs: list[dict[str, Any]], x: str, y: str, metric: str) -> pd.Da
 MAX_GRID_SIDE = 12  # more distinct values on an axis than this: a sampled axis (e.g. Optuna's), not a grid
 
 
-def sweep_figure(runs: list[dict[str, Any]], x: str, y: str, sweep_dir: Path) -> Path:
+def sweep_figure(runs: list[dict[str, Any]], x: str, y: str, sweep_dir: Path, name: str = "summary") -> Path:
     """Forgetting and ACC over two config axes: an annotated heatmap when the runs form a full grid,
     a scatter of the runs otherwise (e.g. continuous rates sampled by Optuna)."""
     from nested_learning.plots import sweep_heatmap_figure, sweep_scatter_figure
@@ -260,11 +269,11 @@ def sweep_figure(runs: list[dict[str, Any]], x: str, y: str, sweep_dir: Path) ->
     grid = nx <= MAX_GRID_SIDE and ny <= MAX_GRID_SIDE and len(points.drop_duplicates()) == nx * ny
     if grid:
         figure = sweep_heatmap_figure({m: axis_table(runs, x, y, m) for m in ("forgetting", "acc")}, x, y)
-        path = sweep_dir / "summary_heatmap.png"
+        path = sweep_dir / f"{name}_heatmap.png"
     else:
         values = {m: [r["metrics"][m] for r in runs] for m in ("forgetting", "acc")}
         figure = sweep_scatter_figure(list(points["x"]), list(points["y"]), values, x, y)
-        path = sweep_dir / "summary_scatter.png"
+        path = sweep_dir / f"{name}_scatter.png"
     figure.savefig(path, dpi=110)
     return path
 
@@ -327,9 +336,10 @@ CSV_FLOATS = "%.6f"  # six decimals: accuracies are ratios of a few hundred toke
 
 
 def write_summary(
-    sweep_dir: str | Path, sweep: Sweep, axes: tuple[str, str] | None = None, reference: str | None = None
+    sweep_dir: str | Path, sweep: Sweep, axes: tuple[str, str] | None = None, reference: str | None = None, name: str = "summary"
 ) -> list[Path]:
-    """summary.csv, summary.md, summary_vs_reference.csv (with a reference model) and a figure over two axes.
+    """summary.csv, summary.md, summary_vs_reference.csv (with a reference model) and a figure over two axes;
+    `name` replaces "summary" in every file name (e.g. for a view of another split beside the sweep's own).
 
     Each file is written on its own: one that fails (e.g. a figure) is reported in summary.md and on
     the log, and the others are still written.
@@ -350,15 +360,15 @@ def write_summary(
     table = aggregate(sweep.runs) if sweep.runs else pd.DataFrame()
 
     def summary_csv() -> list[Path]:
-        table.to_csv(sweep_dir / "summary.csv", index=False, float_format=CSV_FLOATS)
-        return [sweep_dir / "summary.csv"]
+        table.to_csv(sweep_dir / f"{name}.csv", index=False, float_format=CSV_FLOATS)
+        return [sweep_dir / f"{name}.csv"]
 
-    attempt("summary.csv", summary_csv)
+    attempt(f"{name}.csv", summary_csv)
     lines = [f"# Summary of {sweep_dir.name}", "", f"{len(sweep.runs)} finished runs, {len(sweep.failures)} failed or unfinished.", ""]
     lines += ["Mean, sample std and 95% confidence interval (Student t) over runs that differ only by seed;",
               f"{CLIPPED_NOTE}; metrics as defined in nested_learning/metrics.py (forgetting: Chaudhry et al. 2018).", ""]
     if sweep.runs:
-        lines += [f"Accuracy: {accuracy_shown(sweep.runs)} (eval.metric, eval.split).", ""]
+        lines += [f"Accuracy: {accuracy_shown(sweep.runs)} (the runs' eval.metric and eval.split, or summarize.py's --metric and --split).", ""]
     if not table.empty:
         lines += [readable(table).to_markdown(index=False), ""]
     if any(len(r.get("tasks", [])) > 1 for r in sweep.runs):
@@ -374,10 +384,10 @@ def write_summary(
         diffs = reference_differences(sweep.runs, reference)
         if not diffs.empty:
             def reference_csv() -> list[Path]:
-                diffs.to_csv(sweep_dir / "summary_vs_reference.csv", index=False, float_format=CSV_FLOATS)
-                return [sweep_dir / "summary_vs_reference.csv"]
+                diffs.to_csv(sweep_dir / f"{name}_vs_reference.csv", index=False, float_format=CSV_FLOATS)
+                return [sweep_dir / f"{name}_vs_reference.csv"]
 
-            attempt("summary_vs_reference.csv", reference_csv)
+            attempt(f"{name}_vs_reference.csv", reference_csv)
             shown = pd.DataFrame({"runs": diffs["group"], "minus": diffs["reference"]})
             for metric in METRICS:
                 shown[metric] = [
@@ -393,15 +403,15 @@ def write_summary(
         figure_name: list[str] = []
 
         def figure() -> list[Path]:
-            name = sweep_figure(sweep.runs, axes[0], axes[1], sweep_dir)
-            figure_name.append(name.name)
-            return [name]
+            path = sweep_figure(sweep.runs, axes[0], axes[1], sweep_dir, name)
+            figure_name.append(path.name)
+            return [path]
 
         attempt(f"the figure over {axes[0]} x {axes[1]}", figure)
         if figure_name:
             lines += [f"![forgetting and ACC over {axes[0]} x {axes[1]}]({figure_name[0]})", ""]
     if problems:
         lines += ["## Not written", ""] + problems + [""]
-    (sweep_dir / "summary.md").write_text("\n".join(lines))
-    written.append(sweep_dir / "summary.md")
+    (sweep_dir / f"{name}.md").write_text("\n".join(lines))
+    written.append(sweep_dir / f"{name}.md")
     return written

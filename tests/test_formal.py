@@ -190,7 +190,7 @@ def test_tables_and_summaries_name_the_accuracy_they_show(tmp_path):
     assert retention_table(run).caption.startswith("sequence accuracy (every position right), padding excluded, on split bin1")
     assert accuracy_shown([{}]) == "next-token accuracy on split eval"  # results written before splits existed
     write_summary(tmp_path, Sweep(runs=[run], failures=[]))
-    assert "Accuracy: sequence accuracy (every position right) on split bin1 (eval.metric, eval.split)." in (
+    assert "Accuracy: sequence accuracy (every position right) on split bin1 (the runs' eval.metric and eval.split, or summarize.py's --metric and --split)." in (
         tmp_path / "summary.md").read_text()
 
 

@@ -3,6 +3,7 @@ import json
 import math
 import re
 
+import pandas as pd
 import pytest
 
 from nested_learning.summary import (
@@ -269,3 +270,41 @@ def test_summary_shows_learning_accuracy_per_task_by_hand(tmp_path):
     text = (tmp_path / "summary.md").read_text()
     assert "## Learning accuracy per task" in text and "nan" not in text  # untrained tasks are empty cells
     assert re.search(r"\| model=rnn +\| +2 \| +0\.90 \| +0\.60 \| +\| +\|", text)
+
+
+def _run_with_splits(seed):
+    """A finished two-task run whose own choice is bin0 sequence accuracy; bin1 holds other matrices."""
+    matrices = {
+        "bin0": {"sequence": [[1.0, 0.0], [1.0, 1.0]], "token": [[1.0, 0.5], [1.0, 1.0]]},
+        "bin1": {"sequence": [[0.8, 0.1], [0.4, 0.9]], "token": [[0.9, 0.5], [0.7, 1.0]]},
+    }
+    initial = {split: {"sequence": [0.0, 0.2], "token": [0.3, 0.3]} for split in matrices}
+    return {
+        **_run("rnn", seed, 0.0, acc=1.0), "tasks": ["parity", "aa"], "eval_split": "bin0", "eval_metric": "sequence",
+        "accuracy_matrix": matrices["bin0"]["sequence"], "initial_accuracy": initial["bin0"]["sequence"],
+        "accuracy_matrices": matrices, "initial_accuracies": initial,
+        "loss_matrices": {s: [[0.1, 2.0], [0.1, 0.1]] for s in matrices}, "initial_losses": {s: [3.0, 3.0] for s in matrices},
+    }
+
+
+def test_summarize_reads_another_split_and_names_its_files_after_it(tmp_path):
+    _write_jobs(tmp_path, [_run_with_splits(0), _run_with_splits(1)])
+    script = [sys.executable, str(REPO / "scripts" / "summarize.py"), str(tmp_path)]
+    out = subprocess.run([*script, "--split", "bin1"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert not (tmp_path / "summary.md").exists()  # the sweep's own summary is not overwritten
+    row = pd.read_csv(tmp_path / "summary_bin1.csv").iloc[0]
+    # bin1 sequence: R = [[0.8, 0.1], [0.4, 0.9]], b = [0.0, 0.2]
+    assert (row["acc_mean"], row["bwt_mean"], row["fwt_mean"], row["forgetting_mean"], row["la_mean"]) == pytest.approx(
+        (0.65, -0.4, -0.1, 0.4, 0.85))
+    text = (tmp_path / "summary_bin1.md").read_text()
+    assert "sequence accuracy (every position right) on split bin1" in text
+    assert re.search(r"\|\s*model=rnn\s*\|\s*2\s*\|\s*0\.80\s*\|\s*0\.90\s*\|", text)  # LA per task from bin1's diagonal
+
+    out = subprocess.run([*script, "--split", "bin1", "--metric", "token"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert pd.read_csv(tmp_path / "summary_bin1_token.csv").iloc[0]["acc_mean"] == pytest.approx(0.85)
+
+    out = subprocess.run([*script, "--split", "bin2"], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stderr.strip() == "error: 0_job: split 'bin2': not measured by this run; its splits: bin0, bin1"
