@@ -1,11 +1,13 @@
 """ACC and forgetting of every model x strategy of a baselines sweep, with 95% CI error bars.
 
     python scripts/plot_baselines.py SWEEP_DIR [--out FILE]     # FILE: SWEEP_DIR/baselines.png by default
+    python scripts/plot_baselines.py SWEEP_DIR --split bin1      # another evaluation split (or --metric token)
 
 Reads the jobs' results.json through nested_learning.summary (load_sweep, aggregate): one bar per
 group of runs that differ only by seed, at the mean, with its Student-t 95% confidence interval.
 Strategies run along the x axis from the lower bound (naive) to the upper bound (joint), one bar
-per model. Metrics as in nested_learning/metrics.py (forgetting: Chaudhry et al. 2018).
+per model. Metrics as in nested_learning/metrics.py (forgetting: Chaudhry et al. 2018), on the
+accuracy the runs chose (eval.split, eval.metric) or the one --split / --metric pick; the title says which.
 """
 from __future__ import annotations
 
@@ -18,15 +20,16 @@ import pandas as pd
 
 from nested_learning.errors import UserError
 from nested_learning.plots import plt  # with the headless backend the project uses
+from nested_learning.report import accuracy_shown
 from nested_learning.summary import aggregate, group_runs, load_sweep
 
 METRICS = (("acc", "ACC: mean final accuracy (higher is better)"), ("forgetting", "Forgetting (lower is better)"))
 STRATEGY_ORDER = ("naive", "ewc", "lwf", "replay", "joint")  # others follow in name order
 
 
-def model_strategy_table(sweep_dir: Path) -> tuple[pd.DataFrame, int]:
-    """The aggregate with a strategy column, and the number of finished runs."""
-    sweep = load_sweep(sweep_dir)
+def model_strategy_table(sweep_dir: Path, split: str | None = None, metric: str | None = None) -> tuple[pd.DataFrame, list]:
+    """The aggregate with a strategy column, and the finished runs."""
+    sweep = load_sweep(sweep_dir, split, metric)
     if not sweep.runs:
         raise UserError(f"{sweep_dir}: no finished run to plot")
     table = aggregate(sweep.runs)
@@ -34,10 +37,10 @@ def model_strategy_table(sweep_dir: Path) -> tuple[pd.DataFrame, int]:
     table["strategy"] = table["group"].map(strategy)
     if table.duplicated(["model", "strategy"]).any():
         raise UserError(f"{sweep_dir}: its runs vary more than model, strategy and seed; plot a baselines sweep")
-    return table, len(sweep.runs)
+    return table, sweep.runs
 
 
-def baselines_figure(table: pd.DataFrame, runs: int) -> plt.Figure:
+def baselines_figure(table: pd.DataFrame, runs: list) -> plt.Figure:
     models = list(dict.fromkeys(table["model"]))
     present = set(table["strategy"])
     strategies = [s for s in STRATEGY_ORDER if s in present] + sorted(present - set(STRATEGY_ORDER))
@@ -58,11 +61,11 @@ def baselines_figure(table: pd.DataFrame, runs: int) -> plt.Figure:
         ax.grid(axis="y", alpha=0.3)
     n = sorted(set(table["n"]))
     seeds = f"{n[0]}" if len(n) == 1 else f"{n[0]}-{n[-1]}"
-    fig.suptitle(f"{runs} runs: mean and 95% CI (Student t) over {seeds} seeds per bar", fontsize=10)
+    fig.suptitle(f"{len(runs)} runs: mean and 95% CI (Student t) over {seeds} seeds per bar\n{accuracy_shown(runs)}", fontsize=10)
     # above the panels, so no bar hides behind it
     fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=len(models), fontsize="small",
-               bbox_to_anchor=(0.5, 0.965), frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
+               bbox_to_anchor=(0.5, 0.925), frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
     return fig
 
 
@@ -71,10 +74,12 @@ def main() -> int:
     parser.add_argument("sweep_dir", type=Path, help="a multirun directory of experiment=baselines")
     parser.add_argument("--out", type=Path, help="where to write the PNG (default: SWEEP_DIR/baselines.png; "
                         "the README's figure is docs/baselines.png, replaced only when named here)")
+    parser.add_argument("--split", help="evaluation split to read (e.g. bin1 of task=formal); default: each run's eval.split")
+    parser.add_argument("--metric", choices=("token", "sequence"), help="accuracy to read; default: each run's eval.metric")
     args = parser.parse_args()
     args.out = args.out or args.sweep_dir / "baselines.png"
     try:
-        table, runs = model_strategy_table(args.sweep_dir)
+        table, runs = model_strategy_table(args.sweep_dir, args.split, args.metric)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -308,3 +308,17 @@ def test_summarize_reads_another_split_and_names_its_files_after_it(tmp_path):
     out = subprocess.run([*script, "--split", "bin2"], capture_output=True, text=True)
     assert out.returncode == 2
     assert out.stderr.strip() == "error: 0_job: split 'bin2': not measured by this run; its splits: bin0, bin1"
+
+
+def test_plot_baselines_reads_another_split_and_its_title_says_which(tmp_path):
+    import runpy
+
+    runs = [{**_run_with_splits(s), "strategy": {"name": "naive"}} for s in (0, 1)]
+    _write_jobs(tmp_path, runs)
+    plot = runpy.run_path(str(REPO / "scripts" / "plot_baselines.py"))
+    table, finished = plot["model_strategy_table"](tmp_path, "bin1")
+    assert table.iloc[0]["acc_mean"] == pytest.approx(0.65) and table.iloc[0]["forgetting_mean"] == pytest.approx(0.4)
+    title = plot["baselines_figure"](table, finished)._suptitle.get_text()
+    assert title.endswith("sequence accuracy (every position right) on split bin1")
+    own = plot["baselines_figure"](*plot["model_strategy_table"](tmp_path))._suptitle.get_text()
+    assert own.endswith("on split bin0")
