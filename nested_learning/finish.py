@@ -19,21 +19,18 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from nested_learning.errors import UserError
+from nested_learning.overrides import override_key, without_key
 from nested_learning.rerun import SWEEP_DIR_ENV, replay_command, saved_config_dir, train_command, with_dirs
 
 SWEEP_RECORD = "multirun.yaml"
-
-
-def _key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
 
 
 def finish_sweep_command(sweep_dir: Path) -> list[str]:
     """The original multirun's command, pointed at $NESTED_LEARNING_SWEEP_DIR, with resume=auto."""
     saved = OmegaConf.load(sweep_dir / SWEEP_RECORD)
     overrides = OmegaConf.to_container(saved.hydra.overrides, resolve=False)  # as typed, e.g. "${oc.env:...}"
-    task = [o for o in overrides["task"] if _key(o) != "resume"]
-    hydra_overrides = [o for o in overrides["hydra"] if _key(o) not in ("hydra.sweep.dir", "hydra.mode")]
+    task = without_key(overrides["task"], "resume")
+    hydra_overrides = [o for o in overrides["hydra"] if override_key(o) not in ("hydra.sweep.dir", "hydra.mode")]
     return train_command([
         "-m", "--config-name", saved.hydra.job.config_name, *hydra_overrides, *task,
         f"hydra.sweep.dir=${{oc.env:{SWEEP_DIR_ENV}}}", "resume=auto",

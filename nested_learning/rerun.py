@@ -14,9 +14,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, Sequence
 
 from nested_learning.errors import UserError
-from nested_learning.results import load_results
+from nested_learning.overrides import layered
+from nested_learning.results import RESULTS_FILE, load_results
 
 
 def saved_config_dir(run_dir: Path) -> Path:
@@ -24,6 +26,20 @@ def saved_config_dir(run_dir: Path) -> Path:
     if not config.is_file():
         raise UserError(f"{run_dir}: not a run directory (no .hydra/config.yaml); give a directory written by nested_learning.train")
     return config.parent
+
+
+def replayed_overrides(config_sources: Sequence[Any], own: list[str]) -> list[str]:
+    """The overrides a run records: its own, or, for a run replayed from a saved config (a rerun or
+    a resume), those of the run it replays with the keys it sets itself replaced, so that a summary
+    labels and groups it with that run (a rerun would otherwise record none: its config file holds them).
+
+    config_sources: Hydra's runtime.config_sources; the "main" one is where --config-path pointed.
+    """
+    for source in config_sources:
+        config_dir = Path(source.path)
+        if source.provider == "main" and config_dir.name == ".hydra" and (config_dir.parent / RESULTS_FILE).is_file():
+            return layered(load_results(config_dir.parent).get("overrides", []), own)
+    return own
 
 
 # Directories reach Hydra through the environment, never through its override grammar: job

@@ -13,6 +13,7 @@ from scipy import stats
 
 from nested_learning.errors import UserError
 from nested_learning.metrics import learning_accuracy
+from nested_learning.overrides import override_key
 from nested_learning.report import accuracy_shown
 from nested_learning.results import RESULTS_FILE, load_results, with_accuracy
 
@@ -91,7 +92,7 @@ NOT_SETTINGS = ("seed", "paths.output_root", "hydra.launcher.n_jobs", "resume")
 def setting_label(result: dict[str, Any]) -> str:
     """The run's command-line overrides minus the seed and NOT_SETTINGS (floats to 4 significant
     digits): runs with equal labels differ only by seed."""
-    kept = [_short_number(o) for o in result.get("overrides", []) if o.split("=", 1)[0].lstrip("+~") not in NOT_SETTINGS]
+    kept = [_short_number(o) for o in result.get("overrides", []) if override_key(o) not in NOT_SETTINGS]
     if not any(o.startswith("model=") for o in kept):
         kept.insert(0, f"model={result['model']}")
     return " ".join(kept)

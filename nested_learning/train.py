@@ -31,6 +31,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nested_learning.errors import UserError
 from nested_learning.models.rates import check_rates
+from nested_learning.overrides import without_key
+from nested_learning.rerun import replayed_overrides
 
 log = logging.getLogger("nested_learning")
 STARTED = time.time()  # before Hydra creates the run directory: what this process wrote is newer
@@ -282,7 +284,7 @@ def main(cfg: DictConfig) -> list[float] | float | None:
         announce_job(hydra_cfg)
     try:
         # How a run was started (resume=...) is no part of what it is: not in its record, label or directory name.
-        overrides = [o for o in hydra_cfg.overrides.task if o.split("=", 1)[0].lstrip("+~") != "resume"]
+        overrides = replayed_overrides(hydra_cfg.runtime.config_sources, without_key(list(hydra_cfg.overrides.task), "resume"))
         result = run(cfg, run_dir, overrides, print_table=not multirun, progress=live_progress(multirun))
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

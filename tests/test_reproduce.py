@@ -94,6 +94,10 @@ def test_a_killed_sweep_is_finished_and_its_jobs_rerun_and_resume_in_odd_paths(t
     rerun = _script("rerun.py", copy / jobs[2])
     assert rerun.returncode == 0, rerun.stderr
     assert "identical: the accuracy matrix" in rerun.stdout
+    # ... recording the job's overrides, so that a summary of reruns labels and groups it like the job.
+    (rerun_dir,) = (copy / jobs[2] / "reruns").iterdir()
+    assert _results(rerun_dir)["overrides"] == _results(copy / jobs[2])["overrides"]
+    assert "seed=2" in _results(copy / jobs[2])["overrides"]
 
 
 @pytest.mark.slow
@@ -149,3 +153,19 @@ def test_a_trial_of_an_optuna_search_reruns_and_the_search_finishes(tmp_path):
     assert finished.returncode == 0, finished.stderr
     assert finished.stdout.count("already complete, left as it is") == 1
     assert _results(last)["accuracy_matrix"] == saved["accuracy_matrix"]
+
+
+def test_a_replayed_run_records_its_source_overrides_with_its_own_on_top(tmp_path):
+    from types import SimpleNamespace
+
+    from nested_learning.rerun import replayed_overrides
+
+    source = tmp_path / "0_model=hope,seed=1"
+    (source / ".hydra").mkdir(parents=True)
+    (source / "results.json").write_text(json.dumps({"overrides": ["model=hope", "seed=1", "+cms_arm=step"]}))
+    main = SimpleNamespace(provider="main", path=str(source / ".hydra"))
+    hydra_pkg = SimpleNamespace(provider="hydra", path="hydra.conf")
+    assert replayed_overrides([hydra_pkg, main], ["seed=2"]) == ["model=hope", "+cms_arm=step", "seed=2"]
+    assert replayed_overrides([hydra_pkg, main], []) == ["model=hope", "seed=1", "+cms_arm=step"]
+    conf = SimpleNamespace(provider="main", path=str(REPO / "conf"))  # a run composed from conf/: its own only
+    assert replayed_overrides([hydra_pkg, conf], ["seed=2"]) == ["seed=2"]
