@@ -19,8 +19,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
 from nested_learning import metrics as M
-from nested_learning.data.datamodule import EpochShuffle, TaskSequenceDataModule
-from nested_learning.lit_module import token_accuracy
+from nested_learning.data.datamodule import TaskSequenceDataModule
+from nested_learning.lit_module import ACCURACIES
 from nested_learning.strategies.base import Naive
 from nested_learning.train import apply_model_overrides
 
@@ -36,17 +36,19 @@ def train_and_evaluate(cfg: DictConfig) -> list[list[float]]:
     net = instantiate(net_cfg, vocab_size=len(dm.vocab), max_len=dm.vocab.seq_len, _convert_="all")
     optimizer = torch.optim.Adam(net.parameters(), lr=float(cfg.optimizer.lr))
     pad = dm.vocab.pad_id
+    split = cfg.eval.split or dm.sequence.split_names[0]  # as the framework chooses it
+    accuracy = ACCURACIES[cfg.eval.metric]
 
     @torch.no_grad()
     def evaluate_all() -> list[float]:
         net.eval()
         accs = []
-        for loader in dm.eval_dataloaders():
+        for loader in dm.eval_dataloaders()[split]:
             correct = counted = 0
             for inputs, targets in loader:
                 logits = net(inputs)
                 F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=pad, reduction="sum")
-                c, n = token_accuracy(logits, targets, pad, count_padding=False)
+                c, n = accuracy(logits, targets, pad, count_padding=bool(cfg.eval.count_padding))
                 correct, counted = correct + c, counted + n
             accs.append(correct / counted)
         net.train()
@@ -54,9 +56,7 @@ def train_and_evaluate(cfg: DictConfig) -> list[list[float]]:
 
     initial, R = evaluate_all(), []
     for epoch, task in enumerate(dm.task_of_epoch):
-        dataset = dm.train_sets[task]
-        loader = torch.utils.data.DataLoader(dataset, batch_size=int(cfg.batch_size), sampler=EpochShuffle(len(dataset), int(cfg.seed), epoch))
-        for inputs, targets in loader:
+        for inputs, targets in dm.shuffled_loader(dm.train_sets[task], epoch):
             loss = F.cross_entropy(net(inputs).flatten(0, 1), targets.flatten(), ignore_index=pad)
             optimizer.zero_grad()
             loss.backward()
