@@ -118,8 +118,9 @@ def timed_eval(net, inputs, steps: int) -> float:
 
 
 def median_rounds(contestants: dict, measure, args: argparse.Namespace, steps: int) -> dict[str, float]:
-    for entry in contestants.values():
-        measure(*entry, steps=args.warmup)
+    if args.warmup:
+        for entry in contestants.values():
+            measure(*entry, steps=args.warmup)
     times: dict[str, list[float]] = {name: [] for name in contestants}
     for _ in range(args.repeats):
         for name, entry in contestants.items():
