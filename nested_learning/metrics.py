@@ -1,4 +1,4 @@
-"""Continual-learning metrics on an accuracy matrix (science.md section 5).
+"""Continual-learning metrics on an accuracy matrix, as defined (with their sources) below.
 
 R[i][j] is the accuracy on task j after training on tasks 0..i; b[j] the untrained model's accuracy
 on task j; T tasks. The definitions below are used everywhere in this project, exactly:

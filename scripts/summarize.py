@@ -6,7 +6,8 @@
 Reads every job's results.json under SWEEP_DIR (a multirun directory), groups the runs that differ
 only by seed, prints the table and writes summary.csv, summary.md (with
 learning accuracy per task: the accuracy matrix's diagonal) and, over two rate axes (given,
-or the first two rates that vary), summary_heatmap.png. With --reference MODEL it also reports each
+or the first two rates that vary), summary_heatmap.png (summary_scatter.png when the runs do not
+form a grid, as sampled by Optuna). With --reference MODEL it also reports each
 other model's difference to MODEL under the same settings (--reference optimizer=adam: each other
 optimizer's difference to Adam, per model), with its 95% CI (paired by seed when the
 seeds match). Failed or unfinished jobs are listed, never fatal. The same summary is written at the

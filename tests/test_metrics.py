@@ -1,4 +1,4 @@
-"""The continual-learning metrics against matrices computed by hand (science.md section 5)."""
+"""The continual-learning metrics against matrices computed by hand (definitions in nested_learning/metrics.py)."""
 import pytest
 
 from nested_learning import metrics as M

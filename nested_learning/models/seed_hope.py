@@ -1,4 +1,4 @@
-"""The seed's HOPE-inspired recurrent cell (science.md section 1).
+"""The seed's HOPE-inspired recurrent cell (the seed demo's model; README "Models").
 
 k memory tracks s_1..s_k of width U, each an exponential moving average over the time steps of one
 sentence with its own base rate r_i (fast, medium, slow). At every step t:
