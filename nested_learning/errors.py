@@ -11,3 +11,7 @@ class UserError(Exception):
 
 class NonFiniteLossError(UserError):
     """Training diverged (NaN or inf loss); results written so far are kept."""
+
+
+class SweepError(UserError):
+    """Bad input that concerns every job of a sweep: the sweep stops with its one line, not job after job."""

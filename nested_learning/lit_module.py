@@ -5,6 +5,7 @@ Targets are next tokens for sentences and explicit per-position targets otherwis
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, Iterable
 
 import pytorch_lightning as pl
@@ -59,21 +60,30 @@ class ContinualLM(pl.LightningModule):
         return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=self.pad_id, reduction=reduction)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        inputs, targets = batch
+        inputs, targets = batch  # this rank's share of the global batch (distributed.py; one process: all of it)
         logits = self(inputs)  # (B, T, V)
-        loss = self.next_token_loss(logits, targets)
+        loss_sum = self.next_token_loss(logits, targets, reduction="sum")
+        counted = (targets != self.pad_id).sum()
+        # DDP averages the ranks' gradients. Dividing each share's summed loss by the global batch's
+        # non-padding targets per rank makes that average the gradient of the global batch's mean
+        # loss, however the targets fall between the ranks (one process: the batch mean).
+        totals = self.trainer.strategy.reduce(torch.stack([loss_sum.detach(), counted.to(loss_sum.dtype)]), reduce_op="sum")
+        global_sum, global_count = totals.tolist()
+        per_rank = global_count / self.trainer.world_size
+        loss = loss_sum / per_rank
         data = self.trainer.datamodule
         task = data.task_names[data.current_task()]
         # The continual-learning strategy may add a term (EWC's penalty, LwF's distillation).
-        extra = data.strategy.loss_term(self, inputs, targets, logits)
+        extra = data.strategy.loss_term(self, inputs, targets, logits, per_rank)
         total = loss if extra is None else loss + extra
-        if not torch.isfinite(total):
+        value = self.last_loss = global_sum / global_count  # the global batch's mean loss
+        # The summed loss is the same on every rank, so they all stop here together.
+        if not (math.isfinite(value) and (extra is None or torch.isfinite(extra))):
             lr = self.trainer.optimizers[0].param_groups[0]["lr"]
             raise NonFiniteLossError(
-                f"training loss is {total.item()} at step {self.global_step} ({task}); "
+                f"training loss is {value if extra is None else value + extra.item()} at step {self.global_step} ({task}); "
                 f"lower optimizer.lr (now {lr}) or check the data"
             )
-        value = self.last_loss = loss.item()
         if self.logger is not None:
             # Straight to the logger: Lightning's self.log bookkeeping cost more than a tiny model's step.
             values = {"train/loss": value, f"train/loss/{task}": value}

@@ -110,13 +110,16 @@ class EpochCheckpoint(pl.Callback):
         if epoch == dm.total_epochs - 1:
             return  # the run is complete: nothing left to resume
         task_end = epoch in dm.last_epoch_of_task
-        if not task_end and time.monotonic() - self.last_save < self.every_seconds:
+        # Saving is collective under DDP: every rank follows rank 0's clock.
+        if not trainer.strategy.broadcast(task_end or time.monotonic() - self.last_save >= self.every_seconds):
             return
         self.last_save = time.monotonic()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_suffix(".partial")
-        trainer.save_checkpoint(partial)
-        os.replace(partial, self.path)  # a kill mid-save leaves the previous checkpoint intact
+        if trainer.is_global_zero:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        trainer.save_checkpoint(partial)  # written by rank 0 only; every rank returns once it is
+        if trainer.is_global_zero:
+            os.replace(partial, self.path)  # a kill mid-save leaves the previous checkpoint intact
 
     def state_dict(self) -> dict[str, Any]:
         return {"torch_rng": torch.get_rng_state()}

@@ -10,7 +10,8 @@ sequence): `accuracy_matrices[split][metric]` and `loss_matrices[split]` hold th
 chosen split and metric (`eval.split`, `eval.metric`). With `every_epoch` it also logs every task's
 accuracy after every epoch, so TensorBoard shows learning and forgetting curves, not only task-end
 points. `results.json` is rewritten (atomically) after every task, so a crash or a kill keeps the
-rows already measured.
+rows already measured. Under DDP rank 0 evaluates and the others receive its numbers, and only rank 0
+writes and prints (distributed.py).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+from pytorch_lightning.utilities import rank_zero_only
 from rich.console import Console
 
 from nested_learning import metrics as M
@@ -92,16 +94,21 @@ class RetentionCallback(pl.Callback):
             metrics=None,
         )
         self.last_logged: tuple[int, dict[str, float]] = (-1, {})  # (step, values) of the latest evaluation
+        self.writes = rank_zero_only.rank == 0  # only rank 0 writes results.json and prints (the rank Lightning gave this process)
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self.writes = trainer.is_global_zero
 
     def _evaluate_all(self, trainer: pl.Trainer, module: ContinualLM) -> tuple[dict, dict]:
         """({split: {metric: [accuracy per task]}}, {split: [loss per task]})."""
         dm: TaskSequenceDataModule = trainer.datamodule
         accs, losses = {}, {}
-        for split, loaders in dm.eval_dataloaders().items():
-            pairs = [module.evaluate(loader, self.count_padding) for loader in loaders]
-            accs[split] = {metric: [a[metric] for a, _ in pairs] for metric in ACCURACIES}
-            losses[split] = [loss for _, loss in pairs]
-        return accs, losses
+        if trainer.is_global_zero:  # whole sets, as in one process; the other ranks wait for the numbers
+            for split, loaders in dm.eval_dataloaders().items():
+                pairs = [module.evaluate(loader, self.count_padding) for loader in loaders]
+                accs[split] = {metric: [a[metric] for a, _ in pairs] for metric in ACCURACIES}
+                losses[split] = [loss for _, loss in pairs]
+        return trainer.strategy.broadcast((accs, losses))
 
     def _chosen(self, accs: dict, losses: dict) -> tuple[list[float], list[float]]:
         return accs[self.split][self.metric], losses[self.split]
@@ -170,8 +177,9 @@ class RetentionCallback(pl.Callback):
             # the whole row is measured only when the task ends. A long sequence of tasks would
             # otherwise spend its time evaluating every task after every epoch.
             current = None
-            if rule.active:
+            if rule.active and trainer.is_global_zero:
                 current = pl_module.evaluate(dm.eval_dataloaders()[self.split][i], self.count_padding)[0][rule_metric]
+            current = trainer.strategy.broadcast(current)
             task_end = dm.schedule.end_epoch(current)
             if not task_end:
                 return  # no row and no curve point: results.json has nothing new
@@ -192,13 +200,16 @@ class RetentionCallback(pl.Callback):
                 f"finished {dm.task_names[i]} ({i + 1}/{len(dm.task_names)}, step {trainer.global_step}): "
                 f"accuracy on it {accs[i]:.3f}, mean over all tasks {sum(accs) / len(accs):.3f}"
             )
-            self.console.print(f"[bold]{self.result['model']}[/] {progress}")
-            log.info("%s %s", self.result["model"], progress)  # train.log keeps the run's progress too
+            if self.writes:
+                self.console.print(f"[bold]{self.result['model']}[/] {progress}")
+                log.info("%s %s", self.result["model"], progress)  # train.log keeps the run's progress too
         # Every evaluated epoch: results.json doubles as a progress record. A finished task's row is
         # written durably, except the last one, which on_train_end writes durably with the metrics.
         self.write(durable=task_end and epoch < dm.total_epochs - 1)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: ContinualLM) -> None:
+        if not self.writes:
+            return  # rank 0 measures the rest and writes it
         extra_results = getattr(pl_module.net, "extra_results", None)
         if callable(extra_results):
             # What the net reports about itself (e.g. CMS update counts), measured on every task's evaluation data.
@@ -242,5 +253,6 @@ class RetentionCallback(pl.Callback):
         self.result["error"] = f"{type(error).__name__}: {error}"
         self.write()
 
-    def write(self, durable: bool = True) -> Path:
-        return write_results(self.run_dir, self.result, durable)
+    def write(self, durable: bool = True) -> None:
+        if self.writes:
+            write_results(self.run_dir, self.result, durable)

@@ -29,7 +29,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from nested_learning.errors import UserError
+from nested_learning.errors import SweepError, UserError
 from nested_learning.models.rates import check_rates
 from nested_learning.overrides import without_key
 from nested_learning.rerun import replayed_overrides
@@ -140,6 +140,7 @@ def build(cfg: DictConfig, run_dir: Path, record: dict[str, Any], print_table: b
     import torch
 
     from nested_learning.data.datamodule import StoppingRule, TaskSequenceDataModule
+    from nested_learning.distributed import set_process_group_environment
     from nested_learning.lit_module import ContinualLM
     from nested_learning.optim.checks import check_factory
     from nested_learning.resume import EpochCheckpoint
@@ -147,6 +148,7 @@ def build(cfg: DictConfig, run_dir: Path, record: dict[str, Any], print_table: b
 
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
+    set_process_group_environment(cfg.trainer, cfg.get("threads"))
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     if sequence is None:
         sequence = instantiate(cfg.task, _convert_="all")
@@ -179,8 +181,9 @@ def build(cfg: DictConfig, run_dir: Path, record: dict[str, Any], print_table: b
         from nested_learning.progress import TaskProgressBar
 
         callbacks.append(TaskProgressBar())
+    # The data module splits every global batch between the ranks itself (distributed.py): no DistributedSampler.
     trainer = instantiate(cfg.trainer, max_epochs=datamodule.total_epochs, logger=logger, callbacks=callbacks,
-                          enable_progress_bar=progress)
+                          enable_progress_bar=progress, use_distributed_sampler=False)
     if logger:
         hparams = {"model": cfg.model.name, "strategy": cfg.strategy.name, "seed": int(cfg.seed), "lr": float(cfg.optimizer.lr)}
         hparams.update({f"rates/{k}": v for k, v in cfg.rates.items()})
@@ -191,8 +194,9 @@ def build(cfg: DictConfig, run_dir: Path, record: dict[str, Any], print_table: b
     return trainer, module, datamodule, retention
 
 
-def run(cfg: DictConfig, run_dir: Path, overrides: list[str], print_table: bool = True, progress: bool = False) -> dict[str, Any]:
-    """One training run; returns the results record (also written to run_dir/results.json).
+def run(cfg: DictConfig, run_dir: Path, overrides: list[str], print_table: bool = True, progress: bool = False,
+        multirun: bool = False) -> dict[str, Any]:
+    """One training run; returns the results record (also written to run_dir/results.json by rank 0).
 
     Everything that can be checked without torch and Lightning (config values, rates, the task
     sequence) is checked before they are imported, so bad input fails in about a second.
@@ -208,11 +212,15 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], print_table: bool 
     from nested_learning import provenance
 
     quiet_lightning()
+    from nested_learning.distributed import refuse_unsupported, wait_for_ranks
     from nested_learning.resume import describe_position, finished_epochs, plan_resume
+
+    speaks = process_rank() == 0  # under DDP the other ranks run the same code silently
 
     plan = plan_resume(run_dir, cfg.resume, cfg.checkpoint_every_s)
     if plan.complete is not None:
-        print(f"{run_dir}: already complete, left as it is", flush=True)
+        if speaks:
+            print(f"{run_dir}: already complete, left as it is", flush=True)
         return plan.complete
     if plan.previous is not None:
         # The run is the one that was interrupted: keep its overrides (and so its group in a sweep).
@@ -230,11 +238,13 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], print_table: bool 
     with constructor_errors():
         trainer, module, datamodule, retention = build(cfg, run_dir, record, print_table, progress, sequence,
                                                        plan.tensorboard_purge_step)
+    refuse_unsupported(cfg, trainer, multirun)
     if plan.checkpoint is not None:
         if plan.schedule is not None:
             datamodule.load_state_dict(plan.schedule)  # Lightning restores it too; here it places the checkpoint's epoch
-        print(f"resuming {run_dir} from its checkpoint {describe_position(plan, datamodule.task_of_epoch, datamodule.task_names)}", flush=True)
-    elif plan.previous is not None:
+        if speaks:
+            print(f"resuming {run_dir} from its checkpoint {describe_position(plan, datamodule.task_of_epoch, datamodule.task_names)}", flush=True)
+    elif plan.previous is not None and speaks:
         print(f"starting {run_dir} again from the beginning: it stopped after {finished_epochs(plan.previous)} "
               "finished epoch(s), before its first checkpoint", flush=True)
     try:
@@ -242,7 +252,15 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], print_table: bool 
     except BaseException as err:
         retention.fail(err)
         raise
+    finally:
+        wait_for_ranks(trainer)
     return retention.result
+
+
+def process_rank() -> int:
+    """This process's DDP rank, from the environment that Lightning or Slurm started it with (0: the only
+    process); read as Lightning's rank_zero_only reads it, without importing Lightning."""
+    return int(next((os.environ[k] for k in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK") if k in os.environ), 0))
 
 
 def live_progress(multirun: bool) -> bool:
@@ -278,6 +296,10 @@ def main(cfg: DictConfig) -> list[float] | float | None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    rank = process_rank()
+    if rank:  # a DDP rank other than 0 runs silently: rank 0 speaks and writes
+
+        log.setLevel(logging.WARNING)
     if multirun:
         from nested_learning.sweep_progress import announce_job
 
@@ -285,12 +307,13 @@ def main(cfg: DictConfig) -> list[float] | float | None:
     try:
         # How a run was started (resume=...) is no part of what it is: not in its record, label or directory name.
         overrides = replayed_overrides(hydra_cfg.runtime.config_sources, without_key(list(hydra_cfg.overrides.task), "resume"))
-        result = run(cfg, run_dir, overrides, print_table=not multirun, progress=live_progress(multirun))
+        result = run(cfg, run_dir, overrides, print_table=not multirun, progress=live_progress(multirun), multirun=multirun)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
-        if multirun:
+        if multirun and not isinstance(err, SweepError):
             return sweeper_value({}, objective_names(cfg))  # the summary lists the job as failed
-        remove_if_unused(run_dir)
+        if not rank:
+            remove_if_unused(run_dir)
         sys.exit(2)
     except Exception:
         if not multirun:
@@ -298,7 +321,7 @@ def main(cfg: DictConfig) -> list[float] | float | None:
         # Any other failure of one job: its results.json says "failed"; the sweep and its summary go on.
         log.exception("job %s failed", run_dir.name)
         return sweeper_value({}, objective_names(cfg))
-    if not multirun:
+    if not multirun and not rank:
         say_where(run_dir)
     return sweeper_value(result, objective_names(cfg))
 

@@ -38,7 +38,7 @@ def rows(dataset) -> list[tuple[int, ...]]:
 
 def epoch_batches(dm, epoch) -> list[list[tuple[int, ...]]]:
     """The input rows of every batch the train loader serves at `epoch`, then the epoch ends."""
-    dm.trainer = SimpleNamespace(current_epoch=epoch, datamodule=dm)
+    dm.trainer = SimpleNamespace(current_epoch=epoch, datamodule=dm, global_rank=0, world_size=1)
     batches = [[tuple(x.tolist()) for x in inputs] for inputs, _ in dm.train_dataloader()]
     dm.strategy.on_train_epoch_end(dm.trainer, None)
     return batches
@@ -137,15 +137,15 @@ def test_lwf_is_zero_when_the_student_is_its_teacher_and_trains_only_the_student
     lwf = LwF(alpha=0.5, temperature=2.0)
     inputs = torch.tensor([[2, 3, 4], [5, 2, 0]])
     targets = torch.tensor([[3, 4, 1], [2, 1, 0]])
-    assert lwf.loss_term(module, inputs, targets, module(inputs)) is None  # no teacher during the first task
+    assert lwf.loss_term(module, inputs, targets, module(inputs), 5.0) is None  # no teacher during the first task
     lwf.on_task_end(None, module, 0)
-    assert lwf.loss_term(module, inputs, targets, module(inputs)).item() == pytest.approx(0.0, abs=1e-7)
+    assert lwf.loss_term(module, inputs, targets, module(inputs), 5.0).item() == pytest.approx(0.0, abs=1e-7)
 
     with torch.no_grad():  # the student moves on
         for p in net.parameters():
             p.add_(0.5 * torch.randn_like(p))
     logits = module(inputs)
-    term = lwf.loss_term(module, inputs, targets, logits)
+    term = lwf.loss_term(module, inputs, targets, logits, 5.0)
     teacher_logits = lwf.teacher(inputs)
     # alpha * T^2 * KL(teacher || student) at temperature T, averaged over the 5 non-padding positions
     kl = torch.nn.functional.kl_div(

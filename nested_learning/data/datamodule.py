@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from nested_learning.data.tasks import TaskSequence
 from nested_learning.data.vocab import Vocabulary
+from nested_learning.distributed import rank_share
 from nested_learning.errors import UserError
 
 
@@ -186,7 +187,9 @@ class TaskSequenceDataModule(pl.LightningDataModule):
         return self.task_of_epoch[min(self.trainer.current_epoch, self.total_epochs - 1)]
 
     def train_dataloader(self) -> DataLoader:
-        return self.strategy.train_loader(self, self.current_task(), self.trainer.current_epoch)
+        """This rank's share of each of the epoch's global batches (distributed.py; one process: all of it)."""
+        loader = self.strategy.train_loader(self, self.current_task(), self.trainer.current_epoch)
+        return rank_share(loader, self.trainer.global_rank, self.trainer.world_size, self.vocab.pad_id)
 
     def shuffled_loader(self, dataset: Dataset, epoch: int) -> DataLoader:
         """Batches of `dataset` in an order that depends on (seed, epoch) only."""

@@ -4,8 +4,9 @@ The framework consults the strategy at three points, so no model code knows abou
 
 - `train_loader(data, task, epoch)`: the data module's training loader for one epoch
   (joint: the union of the tasks so far; replay: the current task mixed with a buffer);
-- `loss_term(module, inputs, targets, logits)`: a term `ContinualLM.training_step` adds to the
-  next-token loss (EWC's quadratic penalty, LwF's distillation);
+- `loss_term(module, inputs, targets, logits, per_rank)`: a term `ContinualLM.training_step` adds to the
+  next-token loss (EWC's quadratic penalty, LwF's distillation); a term averaged over tokens divides
+  its sum by `per_rank`, as the loss does, so that it is the global batch's mean under DDP too;
 - `on_task_end(trainer, module, task)`: after the last epoch of each task (EWC's Fisher, LwF's teacher).
 
 A strategy is also a Lightning callback (registered by `train.build` before the checkpoint callback),
@@ -31,9 +32,15 @@ class Strategy(pl.Callback):
         return data.shuffled_loader(data.train_sets[task], epoch)
 
     def loss_term(
-        self, module: ContinualLM, inputs: torch.Tensor, targets: torch.Tensor, logits: torch.Tensor
+        self, module: ContinualLM, inputs: torch.Tensor, targets: torch.Tensor, logits: torch.Tensor, per_rank: float
     ) -> torch.Tensor | None:
-        """A scalar added to the training loss, or None when there is nothing to add."""
+        """A scalar added to the training loss, or None when there is nothing to add.
+
+        `inputs`, `targets`, `logits` are this rank's share of the global batch; `per_rank` is the
+        global batch's non-padding targets over the number of ranks (one process: the batch's count).
+        DDP averages the ranks' gradients: a term that depends on the parameters only is the same on
+        every rank and needs no scaling.
+        """
         return None
 
     def on_task_end(self, trainer: pl.Trainer, module: ContinualLM, task: int) -> None:

@@ -64,7 +64,7 @@ class EWC(Strategy):
         self.anchors: list[tuple[Tensors, Tensors]] = []  # (theta*, F) per finished task; one when online
 
     def loss_term(
-        self, module: ContinualLM, inputs: torch.Tensor, targets: torch.Tensor, logits: torch.Tensor
+        self, module: ContinualLM, inputs: torch.Tensor, targets: torch.Tensor, logits: torch.Tensor, per_rank: float
     ) -> torch.Tensor | None:
         if not self.anchors:
             return None

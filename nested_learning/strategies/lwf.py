@@ -35,7 +35,7 @@ class LwF(Strategy):
         self.teacher: nn.Module | None = None  # built from teacher_state on first use
 
     def loss_term(
-        self, module: ContinualLM, inputs: torch.Tensor, targets: torch.Tensor, logits: torch.Tensor
+        self, module: ContinualLM, inputs: torch.Tensor, targets: torch.Tensor, logits: torch.Tensor, per_rank: float
     ) -> torch.Tensor | None:
         if self.teacher_state is None:
             return None
@@ -47,7 +47,7 @@ class LwF(Strategy):
             old = F.log_softmax(self.teacher(inputs) / t, dim=-1)  # (B, T, V)
         new = F.log_softmax(logits / t, dim=-1)  # (B, T, V)
         kl = (old.exp() * (old - new)).sum(-1)  # (B, T)
-        return self.alpha * t * t * kl[targets != module.pad_id].mean()
+        return self.alpha * t * t * kl[targets != module.pad_id].sum() / per_rank  # the mean over the global batch's tokens
 
     def on_task_end(self, trainer: pl.Trainer, module: ContinualLM, task: int) -> None:
         self.teacher_state = {k: v.detach().clone() for k, v in module.net.state_dict().items()}
