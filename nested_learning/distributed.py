@@ -82,15 +82,21 @@ def rank_share(loader: DataLoader, rank: int, world_size: int, pad_id: int) -> D
 
 def refuse_unsupported(cfg: Any, trainer: Any, multirun: bool) -> None:
     """One line, before anything is written, for a data-parallel run whose result would not be the one-process result."""
+    from pytorch_lightning.strategies.launchers.multiprocessing import _MultiProcessingLauncher
     from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 
     if trainer.world_size == 1:
         return
+    strategy = cfg.trainer.get("strategy", "auto")
+    if isinstance(trainer.strategy.launcher, _MultiProcessingLauncher):
+        # Its ranks are copies made by pickling or forking: what rank 0 measures stays in the copy.
+        raise UserError(f"trainer.strategy={strategy}: processes started by spawn or fork are not supported; "
+                        "use trainer.strategy=ddp (trainer=ddp, trainer=ddp_cpu)")
     relaunches = isinstance(trainer.strategy.launcher, _SubprocessScriptLauncher) and \
         not trainer.strategy.cluster_environment.creates_processes_externally
     if multirun and relaunches:
         raise SweepError(
-            f"trainer.strategy={cfg.trainer.get('strategy', 'auto')} with {trainer.world_size} devices in a multirun: Lightning "
+            f"trainer.strategy={strategy} with {trainer.world_size} devices in a multirun: Lightning "
             "re-launches the whole command for each rank, so every rank would start the sweep again (Lightning issue 11300, "
             "Hydra issue 2070); sweep with hydra/launcher=slurm_ddp (Slurm starts the ranks), or launch each run on its own")
     state = cfg.model.get("cms_state", "reset")
