@@ -309,7 +309,8 @@ def main(cfg: DictConfig) -> list[float] | float | None:
         overrides = replayed_overrides(hydra_cfg.runtime.config_sources, without_key(list(hydra_cfg.overrides.task), "resume"))
         result = run(cfg, run_dir, overrides, print_table=not multirun, progress=live_progress(multirun), multirun=multirun)
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        if not rank:  # every rank meets bad input alike (the non-finite loss check too): rank 0 says it
+            print(f"error: {err}", file=sys.stderr)
         if multirun and not isinstance(err, SweepError):
             return sweeper_value({}, objective_names(cfg))  # the summary lists the job as failed
         if not rank:

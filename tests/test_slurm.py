@@ -47,3 +47,26 @@ def test_a_slurm_sweep_gives_the_basic_launchers_matrices_and_its_jobs_rerun(tmp
                            capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
     assert "identical: the accuracy matrix" in rerun.stdout
+
+
+@pytest.mark.slow
+def test_a_slurm_job_with_two_tasks_trains_one_run_on_two_ranks(tmp_path):
+    """hydra/launcher=slurm_ddp: Slurm starts the two ranks of trainer=ddp_cpu; they train as one process does."""
+    _needs_slurm()
+    job = ["model=rnn", "seed=0", "epochs_per_task=1", "task.repeats=9", "batch_size=5", "logger=none"]
+    one = run_cli(*job, f"hydra.run.dir={tmp_path / 'one'}")
+    assert one.returncode == 0, one.stderr
+    slurm = run_cli("-m", *job, "trainer=ddp_cpu", "hydra/launcher=slurm_ddp", "hydra.launcher.gpus_per_node=null",
+                    "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2", f"hydra.sweep.dir={tmp_path / 'slurm'}",
+                    timeout=600)
+    assert slurm.returncode == 0, slurm.stderr
+    (run_dir,) = (tmp_path / "slurm").glob("0_*")
+    (submission,) = (tmp_path / "slurm" / ".submitit").glob("*/*_submission.sh")
+    assert "#SBATCH --ntasks-per-node=2" in submission.read_text()
+    assert len(list(submission.parent.glob("*_[01]_log.out"))) == 2, "the job did not run two tasks"
+    # Rank 1 knew it was rank 1 of 2 (it wrote and logged nothing), and the two ranks computed one process's matrix.
+    assert (run_dir / "train.log").read_text().count("rnn finished Task_0") == 1
+    ddp, single = _results(run_dir), _results(tmp_path / "one")
+    assert ddp["status"] == "complete" and ddp["accuracy_matrices"] == single["accuracy_matrices"]
+    for ddp_row, one_row in zip(ddp["loss_matrix"], single["loss_matrix"], strict=True):
+        assert ddp_row == pytest.approx(one_row, rel=1e-5)
