@@ -178,7 +178,7 @@ def test_a_multirun_with_ddp_stops_with_one_line(tmp_path):
                   f"hydra.sweep.dir={tmp_path}", timeout=TIMEOUT)
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [
-        "error: trainer.strategy=ddp with 2 devices in a multirun: Lightning re-launches the whole command for each rank, so "
+        "error: trainer.strategy=ddp_find_unused_parameters_true with 2 devices in a multirun: Lightning re-launches the whole command for each rank, so "
         "every rank would start the sweep again (Lightning issue 11300, Hydra issue 2070); sweep with hydra/launcher=slurm_ddp "
         "(Slurm starts the ranks), or launch each run on its own"]
     assert not list(tmp_path.glob("*/results.json")) and living_processes(str(tmp_path)) == []
