@@ -140,7 +140,6 @@ def build(cfg: DictConfig, run_dir: Path, record: dict[str, Any], print_table: b
     import torch
 
     from nested_learning.data.datamodule import StoppingRule, TaskSequenceDataModule
-    from nested_learning.distributed import set_process_group_environment
     from nested_learning.lit_module import ContinualLM
     from nested_learning.optim.checks import check_factory
     from nested_learning.resume import EpochCheckpoint
@@ -148,7 +147,6 @@ def build(cfg: DictConfig, run_dir: Path, record: dict[str, Any], print_table: b
 
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
-    set_process_group_environment(cfg.trainer, cfg.get("threads"))
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     if sequence is None:
         sequence = instantiate(cfg.task, _convert_="all")
@@ -198,6 +196,8 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], print_table: bool 
         multirun: bool = False) -> dict[str, Any]:
     """One training run; returns the results record (also written to run_dir/results.json by rank 0).
 
+    `multirun`: the run is a job of a sweep, where a DDP run that Lightning would re-launch is refused.
+
     Everything that can be checked without torch and Lightning (config values, rates, the task
     sequence) is checked before they are imported, so bad input fails in about a second.
     """
@@ -212,7 +212,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], print_table: bool 
     from nested_learning import provenance
 
     quiet_lightning()
-    from nested_learning.distributed import refuse_unsupported, wait_for_ranks
+    from nested_learning.distributed import refuse_unsupported, set_process_group_environment, wait_for_ranks
     from nested_learning.resume import describe_position, finished_epochs, plan_resume
 
     speaks = process_rank() == 0  # under DDP the other ranks run the same code silently
@@ -239,6 +239,8 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], print_table: bool 
         trainer, module, datamodule, retention = build(cfg, run_dir, record, print_table, progress, sequence,
                                                        plan.tensorboard_purge_step)
     refuse_unsupported(cfg, trainer, multirun)
+    if trainer.world_size > 1:
+        set_process_group_environment(cfg.trainer, cfg.get("threads"))  # before Lightning starts the ranks, in fit
     if plan.checkpoint is not None:
         if plan.schedule is not None:
             datamodule.load_state_dict(plan.schedule)  # Lightning restores it too; here it places the checkpoint's epoch
@@ -298,7 +300,6 @@ def main(cfg: DictConfig) -> list[float] | float | None:
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     rank = process_rank()
     if rank:  # a DDP rank other than 0 runs silently: rank 0 speaks and writes
-
         log.setLevel(logging.WARNING)
     if multirun:
         from nested_learning.sweep_progress import announce_job
