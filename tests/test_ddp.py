@@ -182,3 +182,16 @@ def test_a_multirun_with_ddp_stops_with_one_line(tmp_path):
         "every rank would start the sweep again (Lightning issue 11300, Hydra issue 2070); sweep with hydra/launcher=slurm_ddp "
         "(Slurm starts the ranks), or launch each run on its own"]
     assert not list(tmp_path.glob("*/results.json")) and living_processes(str(tmp_path)) == []
+
+
+def test_the_slurm_ddp_launcher_gives_each_job_one_task_per_device_on_each_node():
+    from hydra import compose, initialize_config_dir
+
+    from .conftest import CONF
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", return_hydra_config=True,
+                      overrides=["hydra/launcher=slurm_ddp", "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=3"])
+    launcher = cfg.hydra.launcher
+    assert (launcher.tasks_per_node, launcher.nodes, launcher.gpus_per_node) == (4, 3, 4)
+    assert launcher._target_.endswith("SlurmLauncher") and launcher.setup == ["export OMP_NUM_THREADS=1"]
