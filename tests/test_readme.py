@@ -74,7 +74,7 @@ def experiment_sweep(words: list[str]) -> dict[str, str]:
     if not any(w.startswith(("experiment=", "hparams_search=")) for w in words):
         return {}  # only those configs set sweeper params
     plain = [w for w in words if "=" in w and sweep_values(*w.split("=", 1)) is None]
-    given = {w.split("=", 1)[0] for w in words if "=" in w}
+    given = {w.split("=", 1)[0] for w in plain}
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose(config_name="config", overrides=plain, return_hydra_config=True)
     params = cfg.hydra.sweeper.get("params") or {}
