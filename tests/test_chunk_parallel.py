@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from nested_learning.models.chunkwise import decay_matrix, delta_chunk, delta_tokens
+from nested_learning.models.fast_weights import DeltaNetLM, DeltaRule
 from nested_learning.models.hope_nl import HopeNLLM, SelfModifyingTitans
 from nested_learning.models.titans import NeuralMemory, TitansLM
 
@@ -60,6 +61,12 @@ def test_hope_chunk_parallel_equals_token_loop(momentum, chunk_size):
             p.mul_(10)  # memories far from the identity, so every term of the update matters
         layer.alpha_bias.fill_(1.0)  # alpha near 0.73
     assert_forms_agree(layer, _inputs(8))  # the outputs read M_mem,t inside the chunk: every memory is trained at every chunk size
+
+
+@pytest.mark.parametrize("chunk_size", CHUNKS)
+def test_deltanet_chunk_parallel_equals_token_loop(chunk_size):
+    torch.manual_seed(0)
+    assert_forms_agree(DeltaRule(8, 2, chunk_size).double(), _inputs(8))
 
 
 def _compare_updates(fast_update, reference_update, inputs: list[torch.Tensor]) -> None:
@@ -127,6 +134,7 @@ def test_titans_whole_sequence_chunk_update(memory):
 @pytest.mark.parametrize("make", [
     lambda: TitansLM(12, 0, d_model=8, n_heads=2, memory="mlp", d_hidden=6, chunk_size=7, d_ff=8, n_layers=2, dropout=0.0),
     lambda: HopeNLLM(12, 0, d_model=8, n_heads=2, chunk_size=7, momentum=0.5, d_ff=8, n_layers=2, dropout=0.0),
+    lambda: DeltaNetLM(12, 0, d_model=8, n_heads=2, chunk_size=7, d_ff=8, n_layers=2),
 ])
 def test_models_take_the_parallel_option(make):
     torch.manual_seed(0)
