@@ -93,27 +93,31 @@ def delta_chunk(memory, surprise, momentum, q, k, eta, log_alpha, step, rows=sli
     total = log_alpha.cumsum(-1)  # log gamma_t, (N, C)
     before = decay_matrix(log_alpha, strict=True)  # [t, i] = gamma_{t-1} / gamma_i for i < t, (N, C, C)
     upto = decay_matrix(log_alpha)  # [t, i] = gamma_t / gamma_i for i <= t, (N, C, C)
-    keys = k @ k.transpose(1, 2)  # k_t . k_i, (N, C, C)
-    queries = q @ k.transpose(1, 2)  # q_t . k_i, (N, C, C)
+    keys, queries = k @ k.transpose(1, 2), q @ k.transpose(1, 2)  # k_t . k_i and q_t . k_i, (N, C, C)
+    decayed_keys, decayed_queries = before * keys, upto * queries  # times gamma_{t-1} / gamma_i and gamma_t / gamma_i
     rhs = (total - log_alpha).exp().unsqueeze(-1) * (k @ memory.transpose(1, 2))  # gamma_{t-1} W_0 k_t, (N, C, R)
     out = total.exp().unsqueeze(-1) * (q @ memory[:, rows].transpose(1, 2))  # gamma_t W_0 q_t, (N, C, R')
-    written_before, written = before, upto  # weight of g_j k_j^T in W_{t-1} and in W_t
-    if surprise is not None:
+    to_end = upto[:, -1]  # gamma_C / gamma_i, (N, C)
+    if surprise is None:
+        rhs = rhs + decayed_keys @ step
+    else:
         log_beta = log_alpha.new_full(log_alpha.shape[-1:], math.log(momentum))
         lag = decay_matrix(log_beta)  # [i, j] = beta^(i - j), (C, C)
         powers = log_beta.cumsum(-1).exp()  # beta^t, (C,)
-        written_before, written = before @ lag, upto @ lag
-        rhs = rhs + (before @ powers).unsqueeze(-1) * (k @ surprise.transpose(1, 2))
+        rhs = rhs + (before @ powers).unsqueeze(-1) * (k @ surprise.transpose(1, 2)) + ((before @ lag) * keys) @ step
         out = out + (upto @ powers).unsqueeze(-1) * (q @ surprise[:, rows].transpose(1, 2))
-    rhs = rhs + (written_before * keys) @ step
-    w = torch.linalg.solve_triangular(before * keys * eta.unsqueeze(1), rhs, upper=False, unitriangular=True)  # (N, C, R)
-    out = out + (written * queries) @ step[..., rows] - (upto * queries * eta.unsqueeze(1)) @ w[..., rows]
+    w = torch.linalg.solve_triangular(decayed_keys * eta.unsqueeze(1), rhs, upper=False, unitriangular=True)  # (N, C, R)
+    if surprise is None:  # W_t = gamma_t W_0 + sum_{i<=t} (gamma_t / gamma_i) u_i k_i^T with u_i = g_i - eta_i w_i
+        u = step - eta.unsqueeze(-1) * w  # (N, C, R)
+        out = out + decayed_queries @ u[..., rows]
+        if last:  # nothing reads the state after the last token
+            return out, memory, surprise
+        return out, per_sample(total[:, -1].exp(), memory) * memory + (to_end.unsqueeze(-1) * u).transpose(1, 2) @ k, None
+    written = upto @ lag  # weight of g_j k_j^T in W_t, (N, C, C)
+    out = out + (written * queries) @ step[..., rows] - (decayed_queries * eta.unsqueeze(1)) @ w[..., rows]
     if last:
         return out, memory, surprise
-    to_end, written_to_end = upto[:, -1], written[:, -1]  # gamma_C / gamma_i and the weights of g_j k_j^T in W_C, (N, C)
-    added = (written_to_end.unsqueeze(-1) * step - (eta * to_end).unsqueeze(-1) * w).transpose(1, 2) @ k  # (N, R, d)
-    new_memory = per_sample(total[:, -1].exp(), memory) * memory + added
-    if surprise is not None:
-        new_memory = new_memory + per_sample(to_end @ powers, surprise) * surprise
-        surprise = powers[-1] * surprise + (lag[-1].unsqueeze(-1) * step).transpose(1, 2) @ k
+    added = (written[:, -1].unsqueeze(-1) * step - (eta * to_end).unsqueeze(-1) * w).transpose(1, 2) @ k  # (N, R, d)
+    new_memory = per_sample(total[:, -1].exp(), memory) * memory + added + per_sample(to_end @ powers, surprise) * surprise
+    surprise = powers[-1] * surprise + (lag[-1].unsqueeze(-1) * step).transpose(1, 2) @ k
     return out, new_memory, surprise
