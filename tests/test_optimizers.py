@@ -13,7 +13,7 @@ from nested_learning.optim.dmgd import DMGD
 from nested_learning.optim.m3 import M3
 from nested_learning.optim.newton_schulz import QUINTIC, newton_schulz
 
-from .conftest import assert_resume_matches, compose_config, kill_when, run_cli
+from .conftest import assert_resume_matches, compose_config, kill_at, run_cli
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "m3", "delta_momentum", "dmgd")
 
@@ -282,6 +282,6 @@ def test_m3_on_cms_killed_mid_task_resumes_to_the_same_matrix(tmp_path):
            "checkpoint_every_s=0"]
     assert run_cli(*job, f"hydra.run.dir={tmp_path / 'whole'}").returncode == 0
     killed = tmp_path / "killed"
-    # before training + 3 epochs: one epoch into task 2 (of 4)
-    assert kill_when(job, killed, curves=4)["status"] == "running"
+    # killed after epoch 3 and its checkpoint: one epoch into task 2 (of 4)
+    assert kill_at(job, killed, epoch=3, when="after")["status"] == "running"
     assert_resume_matches(killed, tmp_path / "whole")
