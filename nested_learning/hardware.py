@@ -29,7 +29,7 @@ def available_devices() -> dict[str, int]:
 
 def describe(available: dict[str, int]) -> str:
     gpus = f"{available['cuda']} CUDA GPU(s)" + (", an Apple MPS GPU" if available["mps"] else "")
-    return f"this machine has {gpus} and {available['cpu']} CPU core(s)"
+    return f"{gpus} and {available['cpu']} usable CPU core(s)"
 
 
 def check_hardware(accelerator: Any, devices: Any, available: dict[str, int] | None = None) -> None:
@@ -44,18 +44,19 @@ def check_hardware(accelerator: Any, devices: Any, available: dict[str, int] | N
         return  # Lightning picks what exists
     have = available[accelerator]
     if have == 0:
-        raise UserError(f"trainer.accelerator={accelerator}: {describe(available)}; "
+        raise UserError(f"trainer.accelerator={accelerator}: this machine has {describe(available)}; "
                         "use trainer.accelerator=cpu, or auto for whatever this machine has")
-    unit = "CPU core(s), one process per device" if accelerator == "cpu" else f"{accelerator} device(s)"
+    has = (f"{have} usable CPU core(s), and a CPU device is a process on one" if accelerator == "cpu"
+           else describe(available))
     if isinstance(devices, bool):
         raise UserError(f"trainer.devices={devices}: must be a count, -1 (all), auto or a list of device indices")
     if isinstance(devices, int):
         if devices == 0 or devices < -1:
             raise UserError(f"trainer.devices={devices}: must be a count >= 1, -1 (all), auto or a list of device indices")
         if devices > have:
-            raise UserError(f"trainer.devices={devices} on {accelerator}: {describe(available)} ({have} {unit})")
+            raise UserError(f"trainer.devices={devices} on {accelerator}: this machine has {has}")
     elif isinstance(devices, (list, tuple)) and accelerator != "cpu":
         missing = [i for i in devices if not isinstance(i, int) or not 0 <= i < have]
         if missing:
             raise UserError(f"trainer.devices={list(devices)} on {accelerator}: no device {missing[0]}; "
-                            f"{describe(available)} (indices 0 to {have - 1})")
+                            f"this machine has {describe(available)} (indices 0 to {have - 1})")

@@ -210,13 +210,13 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], print_table: bool 
     if cfg.eval.split is not None and cfg.eval.split not in sequence.split_names:
         raise UserError(f"eval.split={cfg.eval.split!r}: task sequence {sequence.name!r} has the splits "
                         f"{', '.join(sequence.split_names)}")
-    from nested_learning import provenance
-
-    quiet_lightning()
-    from nested_learning.hardware import check_hardware
+    from nested_learning.hardware import check_hardware  # imports torch, not Lightning
 
     trainer_cfg = OmegaConf.to_container(cfg.trainer)
     check_hardware(trainer_cfg.get("accelerator", "auto"), trainer_cfg.get("devices", "auto"))  # Lightning's defaults
+    from nested_learning import provenance
+
+    quiet_lightning()
     from nested_learning.resume import describe_position, finished_epochs, plan_resume
 
     plan = plan_resume(run_dir, cfg.resume, cfg.checkpoint_every_s)

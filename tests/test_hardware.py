@@ -11,14 +11,13 @@ TWO_GPUS = {"cpu": 16, "cuda": 2, "mps": 0, "gpu": 2}
 
 
 @pytest.mark.parametrize("accelerator, devices, available, message", [
-    ("gpu", 1, LAPTOP, "trainer.accelerator=gpu: this machine has 0 CUDA GPU(s) and 2 CPU core(s); "
+    ("gpu", 1, LAPTOP, "trainer.accelerator=gpu: this machine has 0 CUDA GPU(s) and 2 usable CPU core(s); "
                        "use trainer.accelerator=cpu, or auto for whatever this machine has"),
     ("tpu", 1, LAPTOP, "trainer.accelerator='tpu': must be one of cpu, gpu, cuda, mps, auto"),
-    ("cpu", 4, LAPTOP, "trainer.devices=4 on cpu: this machine has 0 CUDA GPU(s) and 2 CPU core(s) "
-                       "(2 CPU core(s), one process per device)"),
-    ("gpu", 4, TWO_GPUS, "trainer.devices=4 on gpu: this machine has 2 CUDA GPU(s) and 16 CPU core(s) (2 gpu device(s))"),
+    ("cpu", 4, LAPTOP, "trainer.devices=4 on cpu: this machine has 2 usable CPU core(s), and a CPU device is a process on one"),
+    ("gpu", 4, TWO_GPUS, "trainer.devices=4 on gpu: this machine has 2 CUDA GPU(s) and 16 usable CPU core(s)"),
     ("cuda", [1, 2], TWO_GPUS, "trainer.devices=[1, 2] on cuda: no device 2; this machine has 2 CUDA GPU(s) and "
-                               "16 CPU core(s) (indices 0 to 1)"),
+                               "16 usable CPU core(s) (indices 0 to 1)"),
     ("cpu", 0, LAPTOP, "trainer.devices=0: must be a count >= 1, -1 (all), auto or a list of device indices"),
 ])
 def test_what_the_machine_lacks_is_named_with_what_it_has(accelerator, devices, available, message):

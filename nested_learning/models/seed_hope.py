@@ -259,12 +259,12 @@ class SeedHopeCell(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, T, D) -> mean of the tracks after each step, (B, T, U); same values as `forward_reference`.
 
-        Always in float32, autocast (trainer.precision=bf16-mixed) off: the fused recurrence writes into
+        In the parameters' dtype, autocast (trainer.precision=bf16-mixed) off: the fused recurrence writes into
         float32 buffers and fails on bfloat16 projections, and in bfloat16's 8-bit mantissa a slow track's
         step (rate 0.02 times h - s) rounds away near |s| = 1 whenever |h - s| < 0.1 (docs/hardware.md).
         """
         with torch.autocast(x.device.type, enabled=False):
-            x = x.float()
+            x = x.to(self.controller.weight.dtype)  # the parameters' dtype: float32, or float64 in tests
             if self.controller_input == "token":
                 return ema_mean_scan(*self.token_gates(x))
             D = self.input_size
