@@ -24,7 +24,6 @@ PY=${PYTHON:-python3}
 RUNS=$(mktemp -d)
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-export CUBLAS_WORKSPACE_CONFIG=:4096:8  # Trainer(deterministic=True) on CUDA needs it for deterministic cuBLAS
 export CI=true                          # no progress bars in the logs
 
 step() {  # step NAME SECONDS COMMAND...: log to $OUT/NAME.txt, record the exit status
