@@ -48,8 +48,11 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     results = load_results(run_dir)  # a directory without results.json: one-line UserError naming it
     checkpoint = run_dir / FINAL_CHECKPOINT
     if not checkpoint.is_file():
-        raise UserError(f"{run_dir}: no trained model ({FINAL_CHECKPOINT}): the run is {results.get('status', 'unknown')}; "
-                        "a run writes it when its last task ends (python scripts/resume.py RUN_DIR finishes a killed one)")
+        status = results.get("status", "unknown")
+        why = ("it finished before runs wrote their trained model; python scripts/rerun.py RUN_DIR runs it again"
+               if status == "complete" else
+               "a run writes it when its last task ends; python scripts/resume.py RUN_DIR finishes a killed one")
+        raise UserError(f"{run_dir}: no trained model ({FINAL_CHECKPOINT}): the run is {status}; {why}")
     cfg = OmegaConf.create(results["config"])
     _, data, module = build_model(cfg, instantiate(cfg.task, _convert_="all"))
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)  # our own file

@@ -36,7 +36,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lengths", type=int, nargs="+", default=[32, 128, 512], help="sequence lengths")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per candidate (median reported)")
-    parser.add_argument("--profile", action="store_true", help="also print torch.profiler top ops at length 128")
+    parser.add_argument("--profile", action="store_true", help="also print torch.profiler top ops at length 128 (on the CPU)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:index] (default cpu)")
     args = parser.parse_args()
     if args.device != "cpu" and not (args.device.startswith("cuda") and torch.cuda.is_available()):

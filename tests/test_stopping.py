@@ -55,6 +55,8 @@ def test_stopped_tasks_resume_exactly_after_sigkill(tmp_path):
     whole = json.loads((tmp_path / "whole" / "results.json").read_text())
     assert whole["epochs_per_task"] == [8, 8] and whole["epochs_taken"] == [7, 7]
     assert len(whole["curves"]) == 1 + 14  # the run ended with its last task, before the caps' 16 epochs
+    # its trained model was written when the rule ended the last task; the resume checkpoint is gone
+    assert sorted(p.name for p in (tmp_path / "whole" / "checkpoints").iterdir()) == ["final.ckpt"]
     # Killed after epoch 10's evaluation, before its checkpoint: the resumed run repeats epoch 10 from epoch 9's.
     killed = kill_at(job, tmp_path / "killed", epoch=10, when="before")
     assert killed["status"] == "running" and killed["epochs_taken"] == [7] and len(killed["curves"]) == 1 + 10

@@ -42,5 +42,8 @@ def test_a_directory_that_is_not_a_run_is_one_line(tmp_path):
     with pytest.raises(UserError, match=f"^{tmp_path}: not a run directory \\(no results.json\\)"):
         load_run(tmp_path)
     (tmp_path / "results.json").write_text(json.dumps({"status": "running"}))
-    with pytest.raises(UserError, match=r"no trained model \(checkpoints/final.ckpt\): the run is running"):
+    with pytest.raises(UserError, match=r"no trained model \(checkpoints/final.ckpt\): the run is running; .*scripts/resume.py"):
+        load_run(tmp_path)
+    (tmp_path / "results.json").write_text(json.dumps({"status": "complete"}))  # a run from before final.ckpt
+    with pytest.raises(UserError, match=r"the run is complete; it finished before .*scripts/rerun.py"):
         load_run(tmp_path)
