@@ -21,6 +21,9 @@ ELSEWHERE = {
     ".venv/bin/python -m pytest": "is this suite",
     "python scripts/resume.py": "needs a killed run: test_sweeps.py::test_sigkill_in_second_task_then_resume_gives_the_same_matrix",
     "python -m nested_learning.train -m hydra/launcher=slurm": "needs a Slurm cluster",
+    "make venv-gpu": "needs a GPU and downloads the CUDA build of torch (docs/hardware.md)",
+    "python -m nested_learning.train trainer=gpu": "needs a GPU: test_precision.py composes trainer=gpu, "
+                                                   "test_hardware.py checks its one-line error without one",
 }
 # The smallest budget that still runs each command's code: one epoch per task, no TensorBoard, a
 # sweep of two jobs (two values of the first swept key, the first value of any other), two Optuna trials.
