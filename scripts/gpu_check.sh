@@ -11,8 +11,9 @@
 #    with load_run and its final row of R evaluated again on the GPU.
 #
 # The lent GPU machine has torch, Lightning, TensorBoard, pandas, matplotlib and rich, but not
-# hydra-core, omegaconf or antlr4, and reaches no network: they are installed from wheels in $WHEELS
-# (default .whl/, git-ignored; carry it), made beforehand on a machine with network:
+# hydra-core, omegaconf or antlr4, and reaches no network: they are unpacked from wheels in $WHEELS
+# (default .whl/, git-ignored; carry it) into a temporary folder on PYTHONPATH, leaving the system's
+# Python as it is. Make the wheels beforehand on a machine with network:
 #   pip wheel --no-deps -w .whl hydra-core==1.3.8 omegaconf==2.3.1 antlr4-python3-runtime==4.9.3
 # The project goes on PYTHONPATH instead of being installed (its pins name torch 2.13 and Python 3.11).
 # At most 8 files come back from a lent machine's $OUT, none in deep folders: run directories are
@@ -23,7 +24,7 @@ WHEELS=${WHEELS:-.whl}
 PY=${PYTHON:-python3}
 RUNS=$(mktemp -d)
 mkdir -p "$OUT"
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+export PYTHONPATH=$PWD:$RUNS/site${PYTHONPATH:+:$PYTHONPATH}
 export CI=true                          # no progress bars in the logs
 
 step() {  # step NAME SECONDS COMMAND...: log to $OUT/NAME.txt, record the exit status
@@ -34,24 +35,26 @@ step() {  # step NAME SECONDS COMMAND...: log to $OUT/NAME.txt, record the exit 
     echo "   exit $?" | tee -a "$OUT/summary.txt"
 }
 
-if ! $PY -c "import hydra, omegaconf" 2>/dev/null; then
-    $PY -m pip install -q --no-deps --no-index "$WHEELS"/*.whl >"$OUT/summary.txt" 2>&1
+if ! $PY -c "import hydra, omegaconf" 2>/dev/null; then  # into a folder on PYTHONPATH: the system stays as it is
+    $PY -m pip install -q --no-deps --no-index --target "$RUNS/site" "$WHEELS"/*.whl >"$OUT/summary.txt" 2>&1
 fi
 {
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
     $PY -c "import torch, pytorch_lightning as pl; print('torch', torch.__version__, 'CUDA', torch.version.cuda, 'Lightning', pl.__version__)"
 } >>"$OUT/summary.txt" 2>&1
 
-step bench_models 300 $PY scripts/bench_models.py --size paper --device cuda --repeats 5 --warmup 2
-step bench_cell 120 $PY scripts/bench_cell.py --device cuda --lengths 32 128 512
+# Time limits that keep the whole script under 10 minutes (one call on a lent machine).
+step bench_models 240 $PY scripts/bench_models.py --size paper --device cuda --repeats 5 --warmup 2
+step bench_cell 90 $PY scripts/bench_cell.py --device cuda --lengths 32 128 512
 
 EXPERIMENT=(model=hope_nl model.chunk_size=4 epochs_per_task=2 logger=none)
 for precision in 32-true bf16-mixed; do
     run_dir=$RUNS/$precision
-    step "train_$precision" 120 $PY -m nested_learning.train trainer=gpu "trainer.precision=$precision" \
+    step "train_$precision" 90 $PY -m nested_learning.train trainer=gpu "trainer.precision=$precision" \
         "${EXPERIMENT[@]}" "hydra.run.dir=$run_dir"
     cp "$run_dir/results.json" "$OUT/results_$precision.json" 2>/dev/null
-    # The trained model read back and evaluated on the GPU: its final row of R again (exact in float32).
+    # The trained model read back and evaluated on the GPU: its final row of R again. Retention evaluation runs
+    # outside the training step, so in float32 under both precisions: the same numbers are expected.
     $PY - "$run_dir" >>"$OUT/summary.txt" 2>&1 <<'PYEOF'
 import sys
 from nested_learning import load_run
