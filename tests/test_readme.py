@@ -23,6 +23,9 @@ ELSEWHERE = {
     "python scripts/resume.py": "needs a killed run: test_sweeps.py::test_sigkill_in_second_task_then_resume_gives_the_same_matrix",
     "python -m nested_learning.train -m hydra/launcher=slurm": "needs a Slurm cluster",
     "PYTHONPATH=examples/extending": "test_extending.py::test_the_guides_commands_train_the_users_components checks their results",
+    "make venv-gpu": "needs a GPU and downloads the CUDA build of torch (docs/hardware.md)",
+    "python -m nested_learning.train trainer=gpu": "needs a GPU: test_precision.py composes trainer=gpu, "
+                                                   "test_hardware.py checks its one-line error without one",
 }
 # Where users copy commands from, in the order they are run (a later command may use an earlier one's run).
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
