@@ -55,6 +55,16 @@ def flatten_numbers(tree: Any, prefix: str = "") -> dict[str, float]:
     return flat
 
 
+def evaluate_tasks(module: ContinualLM, dm: TaskSequenceDataModule, count_padding: bool) -> tuple[dict, dict]:
+    """Every task on every evaluation split: ({split: {metric: [accuracy per task]}}, {split: [loss per task]})."""
+    accs, losses = {}, {}
+    for split, loaders in dm.eval_dataloaders().items():
+        pairs = [module.evaluate(loader, count_padding) for loader in loaders]
+        accs[split] = {metric: [a[metric] for a, _ in pairs] for metric in ACCURACIES}
+        losses[split] = [loss for _, loss in pairs]
+    return accs, losses
+
+
 class RetentionCallback(pl.Callback):
     def __init__(
         self,
@@ -100,15 +110,9 @@ class RetentionCallback(pl.Callback):
         self.writes = trainer.is_global_zero
 
     def _evaluate_all(self, trainer: pl.Trainer, module: ContinualLM) -> tuple[dict, dict]:
-        """({split: {metric: [accuracy per task]}}, {split: [loss per task]})."""
-        dm: TaskSequenceDataModule = trainer.datamodule
-        accs, losses = {}, {}
-        if trainer.is_global_zero:  # whole sets, as in one process; the other ranks wait for the numbers
-            for split, loaders in dm.eval_dataloaders().items():
-                pairs = [module.evaluate(loader, self.count_padding) for loader in loaders]
-                accs[split] = {metric: [a[metric] for a, _ in pairs] for metric in ACCURACIES}
-                losses[split] = [loss for _, loss in pairs]
-        return trainer.strategy.broadcast((accs, losses))
+        """Rank 0 evaluates whole sets, as one process does; the other ranks wait for its numbers."""
+        measured = evaluate_tasks(module, trainer.datamodule, self.count_padding) if trainer.is_global_zero else None
+        return trainer.strategy.broadcast(measured)
 
     def _chosen(self, accs: dict, losses: dict) -> tuple[list[float], list[float]]:
         return accs[self.split][self.metric], losses[self.split]

@@ -26,7 +26,7 @@ from nested_learning.strategies.base import Naive
 from nested_learning.strategies.joint import Joint
 from nested_learning.strategies.replay import Replay
 
-from .conftest import REPO, assert_resume_matches, compose_config, evaluated_points, run_cli
+from .conftest import REPO, assert_resume_matches, compose_config, run_cli
 
 # 2 tasks x 36 sentences, global batches of 5: the ranks' shares differ in size (3 and 2), and each
 # epoch's last batch holds 1 example, so rank 1 gets a copy that counts in no loss. No dropout (GRU).
@@ -37,6 +37,14 @@ TIMEOUT = 400
 
 def _results(run_dir: Path) -> dict:
     return json.loads((run_dir / "results.json").read_text())
+
+
+def evaluated_points(run_dir: Path) -> int:
+    """Evaluation points in the run's results.json so far (0 before rank 0 first writes it)."""
+    try:
+        return len(_results(run_dir)["curves"])
+    except (OSError, json.JSONDecodeError):
+        return 0
 
 
 def living_processes(marker: str) -> list[str]:
@@ -134,7 +142,11 @@ def test_ddp_cpu_trains_and_evaluates_as_one_process(whole_runs):
     # One run directory, written by rank 0; rank 1 kept only its (empty) log; progress printed once.
     assert sorted(p.name for p in ddp_dir.iterdir()) == [".hydra", "checkpoints", "results.json", "train.log",
                                                           "train_ddp_process_1.log"]
-    assert [p.name for p in (ddp_dir / "checkpoints").iterdir()] == ["last.ckpt"]
+    assert [p.name for p in (ddp_dir / "checkpoints").iterdir()] == ["final.ckpt"]
+    from nested_learning import load_run
+
+    accs, _ = load_run(ddp_dir).evaluate()  # the weights the ranks ended with, read back in this process
+    assert accs[ddp["eval_split"]][ddp["eval_metric"]] == ddp["accuracy_matrix"][-1]
     assert out.stdout.count("rnn finished Task_0") == 1 and out.stdout.count("RETENTION") == 1
     assert out.stdout.strip().splitlines()[-1].startswith("wrote ")
     assert living_processes(str(ddp_dir)) == []
