@@ -25,7 +25,7 @@ def set_process_group_environment(trainer_cfg: Any, threads: int | None) -> None
 
     On one machine the ranks meet on the loopback interface: MASTER_ADDR 127.0.0.1 and, for gloo
     (CPU ranks), GLOO_SOCKET_IFNAME=lo, since gloo otherwise binds to the address the host name
-    resolves to, and inside a sandbox that can be one it never reaches (it then hangs). Lightning
+    resolves to, and inside a sandbox that can be one it never reaches (where it hangs). Lightning
     sets every rank's thread count to cores / ranks unless OMP_NUM_THREADS is set: `threads` wins.
     Values the user exported are kept.
     """
