@@ -26,6 +26,10 @@ ELSEWHERE = {
     "make venv-gpu": "needs a GPU and downloads the CUDA build of torch (docs/hardware.md)",
     "python -m nested_learning.train trainer=gpu": "needs a GPU: test_precision.py composes trainer=gpu, "
                                                    "test_hardware.py checks its one-line error without one",
+    "python -m nested_learning.train trainer=ddp trainer.devices": "needs several GPUs; test_ddp.py runs the same code "
+                                                                   "on CPU ranks (trainer=ddp_cpu)",
+    "python -m nested_learning.train trainer=ddp_cpu": "test_ddp.py::test_ddp_cpu_trains_and_evaluates_as_one_process "
+                                                       "runs it on a smaller task",
 }
 # Where users copy commands from, in the order they are run (a later command may use an earlier one's run).
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
