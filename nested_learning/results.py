@@ -1,6 +1,7 @@
 """The `results.json` file every run writes: atomic writes, validated reads."""
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import tempfile
@@ -11,6 +12,8 @@ from nested_learning.errors import UserError
 from nested_learning.metrics import record_metrics
 
 RESULTS_FILE = "results.json"
+# A run's results.json as archived with the docs (scripts/archive_results.py): read like the file itself.
+ARCHIVED_FILE = RESULTS_FILE + ".gz"
 
 
 def write_results(run_dir: Path, record: dict[str, Any], durable: bool = True) -> Path:
@@ -37,13 +40,23 @@ def write_results(run_dir: Path, record: dict[str, Any], durable: bool = True) -
     return target
 
 
+def results_path(run_dir: str | Path) -> Path | None:
+    """The run's results.json, or its archived copy results.json.gz; None when it has neither."""
+    for name in (RESULTS_FILE, ARCHIVED_FILE):
+        path = Path(run_dir) / name
+        if path.is_file():
+            return path
+    return None
+
+
 def load_results(run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
-    path = run_dir / RESULTS_FILE
-    if not path.is_file():
+    path = results_path(run_dir)
+    if path is None:
         raise UserError(f"{run_dir}: not a run directory (no {RESULTS_FILE}); give a directory written by nested_learning.train")
     try:
-        return json.loads(path.read_text())
+        text = gzip.decompress(path.read_bytes()).decode() if path.name == ARCHIVED_FILE else path.read_text()
+        return json.loads(text)
     except json.JSONDecodeError as err:
         raise UserError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
 

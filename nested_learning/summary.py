@@ -15,7 +15,7 @@ from nested_learning.errors import UserError
 from nested_learning.metrics import learning_accuracy
 from nested_learning.overrides import override_key
 from nested_learning.report import accuracy_shown
-from nested_learning.results import RESULTS_FILE, load_results, with_accuracy
+from nested_learning.results import RESULTS_FILE, load_results, results_path, with_accuracy
 
 METRICS = ("acc", "bwt", "fwt", "forgetting")  # the tables' columns
 # summary.csv also has learning accuracy (the accuracy matrix's diagonal): was each task learned at all?
@@ -44,14 +44,14 @@ def load_sweep(sweep_dir: str | Path, split: str | None = None, metric: str | No
     if not sweep_dir.is_dir():
         raise UserError(f"{sweep_dir}: not a directory; give a multirun directory (outputs/multiruns/...)")
     jobs = sorted(
-        (p for p in sweep_dir.iterdir() if p.is_dir() and ((p / ".hydra").is_dir() or (p / RESULTS_FILE).is_file())),
+        (p for p in sweep_dir.iterdir() if p.is_dir() and ((p / ".hydra").is_dir() or results_path(p) is not None)),
         key=_job_order,
     )
     if not jobs:
         raise UserError(f"{sweep_dir}: no job directories (with .hydra/ or {RESULTS_FILE}) inside; is it a multirun directory?")
     sweep = Sweep()
     for job in jobs:
-        if not (job / RESULTS_FILE).is_file():
+        if results_path(job) is None:
             sweep.failures.append((job.name, "no results.json (crashed before the first task ended, or still running)"))
             continue
         try:

@@ -1,0 +1,66 @@
+"""Archive the raw per-run results behind a published table: each finished job's results.json, gzipped.
+
+    python scripts/archive_results.py SWEEP_DIR [SWEEP_DIR ...] --out docs/results/EXPERIMENT
+
+Writes OUT/<job directory name>/results.json.gz for every complete job of the sweeps (failed or
+unfinished jobs are named and left out), byte-for-byte the run's own file, compressed
+reproducibly (no timestamp in the gzip header). The archive reads like a sweep directory: every
+reader of runs (scripts/summarize.py, scripts/formal_table.py, nested_learning.summary.load_sweep)
+takes it in place of SWEEP_DIR, so the docs' tables are rebuilt from it by their own command, and
+tests/test_results_archive.py checks that they are.
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import sys
+from pathlib import Path
+
+from nested_learning.errors import UserError
+from nested_learning.results import ARCHIVED_FILE, RESULTS_FILE, load_results
+
+
+def archive(sweep_dirs: list[Path], out: Path) -> tuple[list[str], list[str]]:
+    """Copy every complete job's results.json into out; returns (archived job names, skipped 'job: why')."""
+    if out.exists() and any(out.iterdir()):
+        raise UserError(f"--out {out}: already holds files; give a new directory (or remove it to rebuild the archive)")
+    jobs: dict[str, Path] = {}
+    skipped = []
+    for sweep_dir in sweep_dirs:
+        if not sweep_dir.is_dir():
+            raise UserError(f"{sweep_dir}: not a directory; give multirun directories (outputs/multiruns/...)")
+        for job in sorted(p for p in sweep_dir.iterdir() if (p / RESULTS_FILE).is_file()):
+            status = load_results(job).get("status")
+            if status != "complete":
+                skipped.append(f"{job}: status {status}")
+            elif job.name in jobs:
+                raise UserError(f"{job.name}: in both {jobs[job.name].parent} and {sweep_dir}; archive one of them")
+            else:
+                jobs[job.name] = job
+    if not jobs:
+        raise UserError(f"{', '.join(map(str, sweep_dirs))}: no complete job (with {RESULTS_FILE}) to archive")
+    for name, job in jobs.items():
+        (out / name).mkdir(parents=True)
+        (out / name / ARCHIVED_FILE).write_bytes(gzip.compress((job / RESULTS_FILE).read_bytes(), mtime=0))
+    return sorted(jobs), skipped
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("sweep_dirs", type=Path, nargs="+", help="multirun directories whose jobs the table reads")
+    parser.add_argument("--out", type=Path, required=True, help="the archive directory, e.g. docs/results/formal_languages")
+    args = parser.parse_args()
+    try:
+        archived, skipped = archive(args.sweep_dirs, args.out)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for line in skipped:
+        print(f"left out {line}", file=sys.stderr)
+    size = sum(p.stat().st_size for p in args.out.rglob(ARCHIVED_FILE))
+    print(f"archived {len(archived)} runs in {args.out} ({size / 1024:.0f} KiB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""The raw per-run results behind the docs' tables (docs/results/<experiment>/) and the commands that rebuild them."""
+from __future__ import annotations
+
+import gzip
+import subprocess
+import sys
+
+from nested_learning.results import ARCHIVED_FILE, load_results, write_results
+from nested_learning.summary import load_sweep
+
+from .conftest import REPO
+
+
+def _record(acc: float, status: str = "complete") -> dict:
+    return {"status": status, "model": "rnn", "seed": 0, "overrides": [], "accuracy_matrix": [[acc]],
+            "initial_accuracy": [0.0], "metrics": {"acc": acc, "bwt": None, "fwt": None, "forgetting": None}}
+
+
+def _archive(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "scripts" / "archive_results.py"), *args], cwd=REPO,
+                          capture_output=True, text=True)
+
+
+def test_archive_holds_each_complete_run_and_reads_like_its_sweep(tmp_path):
+    sweep = tmp_path / "sweep"
+    write_results(sweep / "0_seed=0", _record(0.25))
+    write_results(sweep / "1_seed=1", _record(0.75))
+    write_results(sweep / "2_seed=2", _record(0.5, status="running"))
+    out = tmp_path / "archive"
+    done = _archive(str(sweep), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "archived 2 runs" in done.stdout and "2_seed=2: status running" in done.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["0_seed=0", "1_seed=1"]
+    # byte-for-byte the run's file, compressed without a timestamp (the same archive twice is the same bytes)
+    packed = (out / "1_seed=1" / ARCHIVED_FILE).read_bytes()
+    assert gzip.decompress(packed) == (sweep / "1_seed=1" / "results.json").read_bytes()
+    assert packed == gzip.compress((sweep / "1_seed=1" / "results.json").read_bytes(), mtime=0)
+    assert load_results(out / "1_seed=1") == load_results(sweep / "1_seed=1")
+    archived, original = load_sweep(out), load_sweep(sweep)
+    assert [r["job"] for r in archived.runs] == [r["job"] for r in original.runs] == ["0_seed=0", "1_seed=1"]
+    assert [r["metrics"]["acc"] for r in archived.runs] == [0.25, 0.75]
+
+
+def test_archive_refuses_to_mix_or_overwrite(tmp_path):
+    for name in ("a", "b"):
+        write_results(tmp_path / name / "0_seed=0", _record(0.5))
+    clash = _archive(str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "out"))
+    assert clash.returncode == 2 and clash.stderr.count("\n") == 1
+    assert "0_seed=0: in both" in clash.stderr
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("kept")
+    again = _archive(str(tmp_path / "a"), "--out", str(tmp_path / "full"))
+    assert again.returncode == 2 and "already holds files" in again.stderr
+    assert (tmp_path / "full" / "x").read_text() == "kept"
+    missing = _archive(str(tmp_path / "nowhere"), "--out", str(tmp_path / "new"))
+    assert missing.returncode == 2 and "nowhere: not a directory" in missing.stderr
