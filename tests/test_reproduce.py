@@ -93,9 +93,11 @@ def test_a_killed_sweep_is_finished_and_its_jobs_rerun_and_resume_in_odd_paths(t
     # A job of the odd sweep, re-run from its saved config.
     rerun = _script("rerun.py", copy / jobs[2])
     assert rerun.returncode == 0, rerun.stderr
-    assert "identical: the accuracy matrix" in rerun.stdout
+    assert "identical: the accuracy and loss matrices" in rerun.stdout
     # ... recording the job's overrides, so that a summary of reruns labels and groups it like the job.
     (rerun_dir,) = (copy / jobs[2] / "reruns").iterdir()
+    for key in ("accuracy_matrix", "loss_matrix"):
+        assert _results(rerun_dir)[key] == _results(copy / jobs[2])[key], key
     assert _results(rerun_dir)["overrides"] == _results(copy / jobs[2])["overrides"]
     assert "seed=2" in _results(copy / jobs[2])["overrides"]
 
@@ -143,7 +145,7 @@ def test_a_trial_of_an_optuna_search_reruns_and_the_search_finishes(tmp_path):
     assert optuna.returncode == 0, optuna.stderr
     rerun = _script("rerun.py", next(search.glob("0_*")))
     assert rerun.returncode == 0, rerun.stderr
-    assert "identical: the accuracy matrix" in rerun.stdout
+    assert "identical: the accuracy and loss matrices" in rerun.stdout
     # The last trial as if the search had been killed before it: the seeded sampler, fed the same
     # results, proposes the same trial again.
     (last,) = search.glob("1_*")

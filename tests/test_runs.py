@@ -111,7 +111,11 @@ def test_readme_main_command_runs(tmp_path):
 @pytest.mark.parametrize("override,message", [
     ("seed=abc", "seed='abc': must be an integer"),
     ("batch_size=1.5", "batch_size=1.5: must be an integer >= 1"),
-    ("epochs_per_task=2.5", "epochs_per_task=2.5: must be an integer or a list of integers, one per task"),
+    ("epochs_per_task=2.5", "epochs_per_task=2.5: must be an integer >= 1, or a list of them, one per task"),
+    ("epochs_per_task=[3,0]", "epochs_per_task=[3, 0]: must be an integer >= 1, or a list of them, one per task"),
+    ("epochs_per_task=[3,3,3]", "epochs_per_task=[3, 3, 3]: give one integer or 2 (one per task)"),
+    ("reset_optimizer=2", "reset_optimizer=2: must be true or false"),
+    ("summary.reference=[a]", "summary.reference=['a']: must be null, a model name or one override key=value"),
     ("optimizer.lr=-1", "optimizer.lr=-1: must be a number > 0"),
     ("eval.count_padding=maybe", "eval.count_padding='maybe': must be true or false"),
     ("+model_overrides.hope.epochs_per_tsk=5", "model_overrides.hope: 'epochs_per_tsk' is not a config key"),

@@ -46,4 +46,4 @@ def test_a_slurm_sweep_gives_the_basic_launchers_matrices_and_its_jobs_rerun(tmp
     rerun = subprocess.run([sys.executable, str(REPO / "scripts" / "rerun.py"), str(tmp_path / "slurm" / jobs[1])],
                            capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
-    assert "identical: the accuracy matrix" in rerun.stdout
+    assert "identical: the accuracy and loss matrices" in rerun.stdout

@@ -64,7 +64,7 @@ def test_no_state_leaks_between_jobs_with_either_launcher_and_a_joblib_job_rerun
         (second,) = (tmp_path / launcher).glob("1_*")
         assert _matrix(second) == _matrix(tmp_path / "alone"), launcher
     rerun = subprocess.run([sys.executable, str(REPO / "scripts" / "rerun.py"), str(second)], capture_output=True, text=True)
-    assert rerun.returncode == 0 and "identical: the accuracy matrix" in rerun.stdout, rerun.stderr  # a joblib job
+    assert rerun.returncode == 0 and "identical: the accuracy and loss matrices" in rerun.stdout, rerun.stderr  # a joblib job
 
 
 @pytest.mark.slow
@@ -72,9 +72,10 @@ def test_rerun_reproduces_the_matrix(tmp_path):
     assert run_cli("model=hope", "epochs_per_task=2", f"hydra.run.dir={tmp_path / 'run'}").returncode == 0
     out = subprocess.run([sys.executable, str(REPO / "scripts" / "rerun.py"), str(tmp_path / "run")], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert "identical: the accuracy matrix" in out.stdout
+    assert "identical: the accuracy and loss matrices" in out.stdout
     (new,) = (tmp_path / "run" / "reruns").iterdir()
-    assert _matrix(new) == _matrix(tmp_path / "run")
+    for key in ("accuracy_matrix", "loss_matrix"):
+        assert _results(new)[key] == _results(tmp_path / "run")[key], key
 
 
 def test_rerun_rejects_a_path_that_is_not_a_run(tmp_path):
