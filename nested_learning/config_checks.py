@@ -230,30 +230,37 @@ def check_jobs(config: DictConfig, jobs: list[list[str]]) -> None:
     import copy
 
     from hydra import compose
+    from hydra.core.hydra_config import HydraConfig
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parser = OverridesParser.create()
     shared = set(OmegaConf.to_container(config.hydra.overrides.task))
     groups = set(config.hydra.runtime.choices)
     composed: dict[tuple[str, ...], DictConfig] = {}
-    for number, overrides in enumerate(jobs, 1):
-        own = [o for o in overrides if o not in shared]  # what this job sets beyond the sweep's config
-        parsed = parser.parse_overrides(own)
-        picks = tuple(o.input_line for o in parsed if o.key_or_group in groups or o.is_add() or o.is_delete()
-                      or o.is_force_add())
-        if picks not in composed:
+    previous = HydraConfig.instance().cfg
+    try:
+        for number, overrides in enumerate(jobs, 1):
+            own = [o for o in overrides if o not in shared]  # what this job sets beyond the sweep's config
+            parsed = parser.parse_overrides(own)
+            picks = tuple(o.input_line for o in parsed if o.key_or_group in groups or o.is_add() or o.is_delete()
+                          or o.is_force_add())
+            if picks not in composed:
+                try:
+                    composed[picks] = (compose(config.hydra.job.config_name, overrides=list(overrides), return_hydra_config=True)
+                                       if picks else config)
+                except Exception:
+                    continue  # Hydra composes every job itself next, and reports this one's error
+            job = copy.deepcopy(composed[picks])
+            OmegaConf.set_readonly(job, False)
+            with open_dict(job):
+                for o in parsed:
+                    if o.input_line not in picks:
+                        OmegaConf.update(job, o.key_or_group, o.value(), merge=False)
+            HydraConfig.instance().set_config(job)  # ${hydra:runtime.choices...} in its values: the job's own
             try:
-                composed[picks] = compose(config.hydra.job.config_name, overrides=list(overrides)) if picks else config
-            except Exception:
-                continue  # Hydra composes every job itself next, and reports this one's error
-        job = copy.deepcopy(composed[picks])
-        OmegaConf.set_readonly(job, False)
-        with open_dict(job):
-            for o in parsed:
-                if o.input_line not in picks:
-                    OmegaConf.update(job, o.key_or_group, o.value(), merge=False)
-        try:
-            apply_model_overrides(job)
-            validate(job)
-        except UserError as err:
-            raise UserError(f"job {number} of {len(jobs)} ({' '.join(own)}): {err}; no job was started") from None
+                apply_model_overrides(job)
+                validate(job)
+            except UserError as err:
+                raise UserError(f"job {number} of {len(jobs)} ({' '.join(own)}): {err}; no job was started") from None
+    finally:
+        HydraConfig.instance().cfg = previous

@@ -10,13 +10,16 @@ from omegaconf import DictConfig, OmegaConf
 def grid_jobs(sweeper_params: Any, task_overrides: list[str]) -> list[list[str]] | None:
     """Every job of a basic sweeper's grid, each as its list of overrides, built exactly as Hydra's
     BasicSweeper builds them from its params and the command line's overrides; None when that cannot
-    be done without Hydra's config loader (a glob sweep)."""
+    be done (a glob sweep, `model=glob(*)`, outside a running Hydra app, whose config loader lists the options)."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     arguments = [f"{k}={v}" for k, v in (sweeper_params or {}).items()] + list(task_overrides)
+    app = GlobalHydra.instance()
     try:
-        overrides = OverridesParser.create().parse_overrides(arguments)
+        parser = OverridesParser.create(config_loader=app.config_loader() if app.is_initialized() else None)
+        overrides = parser.parse_overrides(arguments)
         return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
     except Exception:
         return None
