@@ -76,7 +76,7 @@ def saved_logging(config_dir: Path) -> list[str]:
         return []
     key = "hydra.job_logging.handlers.console.level"
     level = OmegaConf.select(OmegaConf.load(hydra_yaml), key, throw_on_resolution_failure=False)
-    return [] if level is None else [f"{key}={level}"]
+    return [] if level is None else [f"++{key}={level}"]  # ++: Hydra's default handler sets no level
 
 
 def replay_command(run_dir: Path, overrides: list[str], resume: bool | str = False) -> list[str]:

@@ -67,15 +67,44 @@ def test_no_state_leaks_between_jobs_with_either_launcher_and_a_joblib_job_rerun
     assert rerun.returncode == 0 and "identical: the accuracy and loss matrices" in rerun.stdout, rerun.stderr  # a joblib job
 
 
+def _script(name, *args):
+    return subprocess.run([sys.executable, str(REPO / "scripts" / name), *map(str, args)], capture_output=True, text=True)
+
+
+def _printed_once(out: subprocess.CompletedProcess, line: str) -> bool:
+    """`line` printed exactly once, and no progress line printed again as a log record ("[time][logger][INFO] - ...")."""
+    return out.stdout.count(line) == 1 and "][INFO] - " not in out.stdout + out.stderr
+
+
 @pytest.mark.slow
-def test_rerun_reproduces_the_matrix(tmp_path):
-    assert run_cli("model=hope", "epochs_per_task=2", f"hydra.run.dir={tmp_path / 'run'}").returncode == 0
-    out = subprocess.run([sys.executable, str(REPO / "scripts" / "rerun.py"), str(tmp_path / "run")], capture_output=True, text=True)
+def test_rerun_and_resume_reproduce_both_matrices_and_print_each_line_once(tmp_path):
+    run_dir = tmp_path / "run"
+    assert run_cli("model=hope", "epochs_per_task=2", "logger=none", f"hydra.run.dir={run_dir}").returncode == 0
+    whole = _results(run_dir)
+    out = _script("rerun.py", run_dir)
     assert out.returncode == 0, out.stderr
     assert "identical: the accuracy and loss matrices" in out.stdout
-    (new,) = (tmp_path / "run" / "reruns").iterdir()
+    assert _printed_once(out, "hope finished Task_0 (1/2, step 4)") and _printed_once(out, "hope finished Task_1 (2/2")
+    (new,) = (run_dir / "reruns").iterdir()
     for key in ("accuracy_matrix", "loss_matrix"):
-        assert _results(new)[key] == _results(tmp_path / "run")[key], key
+        assert _results(new)[key] == whole[key], key
+
+    # A loss that differs in its last digits, with every accuracy equal, is a failed reproduction.
+    tampered = json.loads(json.dumps(whole))
+    tampered["loss_matrix"][1][0] += 1e-12
+    (run_dir / "results.json").write_text(json.dumps(tampered))
+    out = _script("rerun.py", run_dir)
+    assert out.returncode == 1 and "DIFFERENT loss matrix:" in out.stdout and "DIFFERENT accuracy" not in out.stdout
+
+    # As if killed in Task_1 after the checkpoint Task_0's end wrote: resumed, it prints Task_1's line once.
+    (run_dir / "results.json").write_text(json.dumps(dict(whole, status="running", metrics=None)))
+    out = _script("resume.py", run_dir)
+    assert out.returncode == 0, out.stderr
+    assert "hope finished Task_0" not in out.stdout and _printed_once(out, "hope finished Task_1 (2/2, step 8)")
+    resumed = _results(run_dir)
+    assert resumed["resumed"] == 1 and resumed["status"] == "complete"
+    for key in ("accuracy_matrix", "loss_matrix"):
+        assert resumed[key] == whole[key], key
 
 
 def test_rerun_rejects_a_path_that_is_not_a_run(tmp_path):
