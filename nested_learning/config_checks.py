@@ -195,10 +195,17 @@ def check_options(cfg: DictConfig, group: str) -> None:
     node = cfg.get(group)
     if not OmegaConf.is_dict(node) or "_target_" not in node:
         return
-    target = _locate(node._target_)
+    try:
+        target = _locate(node._target_)
+    except ImportError as err:
+        why = str(err.__cause__ or err).splitlines()[0]
+        raise UserError(f"{group}._target_={node._target_!r}: cannot be imported ({why})") from None
     init = target.__init__ if isinstance(target, type) else target
     parameters = inspect.signature(target).parameters
-    hints = typing.get_type_hints(init)
+    try:
+        hints = typing.get_type_hints(init)
+    except Exception:  # an annotation that does not evaluate here (a name imported for type checkers only)
+        hints = {}
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
     choice = f"{group}={node.name}" if "name" in node else group
     values = OmegaConf.to_container(node, resolve=True)

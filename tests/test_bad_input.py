@@ -54,6 +54,8 @@ def test_a_misplaced_model_option_names_the_model_that_has_it(tmp_path):
     (["model=hope", "model.d_model=1.5"], "model.d_model=1.5: must be an integer (an argument of SeedHopeLM, model=hope)"),
     (["model=cms", "model.periods=[1,x]"], "model.periods=[1, 'x']: must be a list of integers (an argument of CMSLM, model=cms)"),
     (["model=titans", "model.parallel=maybe"], "model.parallel='maybe': must be true or false (an argument of TitansLM, model=titans)"),
+    (["model._target_=nested_learning.models.nope.Net"], "model._target_='nested_learning.models.nope.Net': cannot be "
+                                                         "imported (No module named 'nested_learning.models.nope')"),
     (["strategy=ewc", "strategy.online=2"], "strategy.online=2: must be true or false (an argument of EWC, strategy=ewc)"),
     (["strategy=replay", "+strategy.size=5"], "strategy.size: strategy=replay has no option 'size' (Replay takes "
                                               "buffer_size, fraction)"),
