@@ -4,8 +4,9 @@ and a generic hint, for a mistake the user can fix, becomes one line naming it.
 - an override of an option that the chosen config does not have, but another choice of its group
   does (`task.language=parity` without task=formal): Hydra suggests `+task.language`, which cannot work;
 - a scheduler that refuses the sweep's jobs (Slurm's sbatch: an unknown partition, too much memory):
-  its own message, not 40 lines of submitit's stack;
-- a UserError raised outside a job (the check of a sweep's jobs before the first starts).
+  its own message, not 40 lines of submitit's stack (submitit prints sbatch's lines first itself).
+
+A run's own UserErrors are printed by train.main, a sweep's check of its jobs by hydra_callbacks.
 
 Hydra prints errors itself unless HYDRA_FULL_ERROR=1; that is set here so they reach this module.
 Whatever is not one of the above is printed as Hydra prints it (its own errors) or with its stack;
@@ -17,8 +18,6 @@ import os
 import sys
 import traceback
 from typing import Callable
-
-from nested_learning.errors import UserError
 
 FULL_ERROR = "HYDRA_FULL_ERROR"
 
@@ -53,11 +52,6 @@ def run_app(app: Callable[[], object]) -> int:
     os.environ[FULL_ERROR] = "1"
     try:
         app()
-    except UserError as err:
-        if user_wants_traces:
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     except Exception as err:
         if user_wants_traces:
             raise
