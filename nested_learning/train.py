@@ -27,7 +27,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from nested_learning.config_checks import apply_model_overrides, check_options, epoch_schedule, validate
 from nested_learning.errors import FAILURE_LOG, UserError
