@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv seed fair test test-fast bench clean
+.PHONY: venv venv-gpu seed fair test test-fast bench clean
 
 venv: $(VENV)/.installed
 
@@ -16,6 +16,16 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	$(BIN)/pip install -q -c requirements.lock torch==2.13.0
 	$(BIN)/pip install -q -c requirements.lock -e ".[dev]"
 	touch $@
+
+# A machine with an NVIDIA GPU: the same environment with PyPI's CUDA build of torch, pinned by
+# requirements-gpu.lock; it marks .venv installed, so seed/test use it (docs/hardware.md).
+venv-gpu: pyproject.toml requirements-gpu.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c requirements-gpu.lock torch==2.13.0
+	$(BIN)/pip install -q -c requirements-gpu.lock -e ".[dev]"
+	$(BIN)/python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'torch ' + torch.__version__ + ' sees no GPU')"
+	touch $(VENV)/.installed
 
 seed: venv
 	$(BIN)/python -m nested_learning.train experiment=seed

@@ -1,11 +1,17 @@
-"""Checkpoints for resuming a killed run exactly where its last finished epoch left it.
+"""Checkpoints: resuming a killed run exactly where its last finished epoch left it, and the trained model.
 
-`last.ckpt` is rewritten atomically at the end of every task and of any epoch that ends at least
-`every_seconds` after the previous save, after the retention callback's evaluation (callbacks run
-in list order). It holds the model, the optimizer, the epoch counter, the accuracy-matrix rows
-measured so far and the torch RNG state that dropout draws from. The data order depends only on
-(seed, epoch), so a resumed run repeats the epochs after its checkpoint exactly. Saving costs about
-as much as one epoch of a tiny model, hence the interval rather than every epoch.
+While a run goes, `checkpoints/last.ckpt` is rewritten atomically at the end of every task but the
+last and of any epoch that ends at least `every_seconds` after the previous save, after the
+retention callback's evaluation (callbacks run in list order). It holds the model, the optimizer,
+the epoch counter, the accuracy-matrix rows measured so far and the torch RNG state that dropout
+draws from. The data order depends only on (seed, epoch), so a resumed run repeats the epochs after
+its checkpoint exactly. Saving costs about as much as one epoch of a tiny model, hence the interval
+rather than every epoch.
+
+At the end of its last task every run writes `checkpoints/final.ckpt` (the same contents, at the
+state it ends with; `load_run` reads it), before results.json says "complete"; `last.ckpt` is then
+removed, since a complete run is never resumed. A run killed between the two resumes from
+`last.ckpt` and writes `final.ckpt` again.
 
 `resume=true` continues a run from its checkpoint; `resume=auto` (how a sweep is finished) leaves a
 complete run alone, continues an interrupted one from its checkpoint, and runs one that has none
@@ -13,7 +19,9 @@ from the beginning.
 """
 from __future__ import annotations
 
+import fnmatch
 import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +35,11 @@ from nested_learning.errors import UserError
 from nested_learning.results import RESULTS_FILE, load_results
 
 CHECKPOINT = Path("checkpoints") / "last.ckpt"
+FINAL_CHECKPOINT = Path("checkpoints") / "final.ckpt"
+# Test-only: "EPOCH:WHEN[:GLOB]" makes a run SIGKILL itself after its EPOCH-th epoch (counted from 1 over
+# the whole sequence), WHEN "before" or "after" that epoch's checkpoint (if it writes one), in a run
+# directory matching GLOB (default: any). Tests kill runs at an exact point with it instead of racing a clock.
+TEST_SIGKILL_ENV = "NESTED_LEARNING_TEST_SIGKILL"
 
 
 @dataclass
@@ -97,26 +110,59 @@ def describe_position(plan: ResumePlan, task_of_epoch: list[int], task_names: li
             f"of {task_of_epoch.count(task)}), step {plan.step}")
 
 
+def kill_point_for_tests(run_dir: Path) -> tuple[int, str] | None:
+    """(epoch counted from 1, "before" or "after") where this run kills itself, from TEST_SIGKILL_ENV."""
+    spec = os.environ.get(TEST_SIGKILL_ENV)
+    if not spec:
+        return None
+    epoch, when, *pattern = spec.split(":", 2)
+    if when not in ("before", "after"):
+        raise ValueError(f"{TEST_SIGKILL_ENV}={spec!r}: give EPOCH:before or EPOCH:after, then optionally :GLOB")
+    if pattern and not fnmatch.fnmatch(str(run_dir), pattern[0]):
+        return None
+    return int(epoch), when
+
+
 class EpochCheckpoint(pl.Callback):
-    def __init__(self, run_dir: str | Path, every_seconds: float):
+    """`every_seconds` None: no resume checkpoints (`checkpoint_every_s=null`); the final one is always written."""
+
+    def __init__(self, run_dir: str | Path, every_seconds: float | None):
         self.path = Path(run_dir) / CHECKPOINT
+        self.final_path = Path(run_dir) / FINAL_CHECKPOINT
         self.every_seconds = every_seconds
         self.last_save = time.monotonic()
+        self.kill_at = kill_point_for_tests(Path(run_dir))
+        self.finished = False  # this process wrote the final checkpoint
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         epoch, dm = trainer.current_epoch, trainer.datamodule
         if not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
             return  # cut short (max_steps, max_time): resuming from here would skip the rest of the epoch
-        if epoch == dm.total_epochs - 1:
-            return  # the run is complete: nothing left to resume
-        task_end = epoch in dm.last_epoch_of_task
-        if not task_end and time.monotonic() - self.last_save < self.every_seconds:
-            return
+        self._test_kill(epoch, "before")
+        if epoch == dm.last_epoch_of_task[-1]:
+            # The last task ended (at its cap, or sooner under a stopping rule): the state the run ends with.
+            self._save(trainer, self.final_path)
+            self.finished = True
+        elif self.every_seconds is not None and (
+            epoch in dm.last_epoch_of_task or time.monotonic() - self.last_save >= self.every_seconds
+        ):
+            self._save(trainer, self.path)
+        self._test_kill(epoch, "after")
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.finished:
+            self.path.unlink(missing_ok=True)  # results.json says "complete" now (the retention callback ran first)
+
+    def _save(self, trainer: pl.Trainer, path: Path) -> None:
         self.last_save = time.monotonic()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_suffix(".partial")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
         trainer.save_checkpoint(partial)
-        os.replace(partial, self.path)  # a kill mid-save leaves the previous checkpoint intact
+        os.replace(partial, path)  # a kill mid-save leaves the previous checkpoint intact
+
+    def _test_kill(self, epoch: int, when: str) -> None:
+        if self.kill_at == (epoch + 1, when):
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def state_dict(self) -> dict[str, Any]:
         return {"torch_rng": torch.get_rng_state()}

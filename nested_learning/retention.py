@@ -54,6 +54,16 @@ def flatten_numbers(tree: Any, prefix: str = "") -> dict[str, float]:
     return flat
 
 
+def evaluate_tasks(module: ContinualLM, dm: TaskSequenceDataModule, count_padding: bool) -> tuple[dict, dict]:
+    """Every task on every evaluation split: ({split: {metric: [accuracy per task]}}, {split: [loss per task]})."""
+    accs, losses = {}, {}
+    for split, loaders in dm.eval_dataloaders().items():
+        pairs = [module.evaluate(loader, count_padding) for loader in loaders]
+        accs[split] = {metric: [a[metric] for a, _ in pairs] for metric in ACCURACIES}
+        losses[split] = [loss for _, loss in pairs]
+    return accs, losses
+
+
 class RetentionCallback(pl.Callback):
     def __init__(
         self,
@@ -98,14 +108,7 @@ class RetentionCallback(pl.Callback):
         self.last_logged: tuple[int, dict[str, float]] = (-1, {})  # (step, values) of the latest evaluation
 
     def _evaluate_all(self, trainer: pl.Trainer, module: ContinualLM) -> tuple[dict, dict]:
-        """({split: {metric: [accuracy per task]}}, {split: [loss per task]})."""
-        dm: TaskSequenceDataModule = trainer.datamodule
-        accs, losses = {}, {}
-        for split, loaders in dm.eval_dataloaders().items():
-            pairs = [module.evaluate(loader, self.count_padding) for loader in loaders]
-            accs[split] = {metric: [a[metric] for a, _ in pairs] for metric in ACCURACIES}
-            losses[split] = [loss for _, loss in pairs]
-        return accs, losses
+        return evaluate_tasks(module, trainer.datamodule, self.count_padding)
 
     def _chosen(self, accs: dict, losses: dict) -> tuple[list[float], list[float]]:
         return accs[self.split][self.metric], losses[self.split]

@@ -68,6 +68,22 @@ def constructor_errors() -> Iterator[None]:
         raise
 
 
+def build_model(cfg: DictConfig, sequence: Any) -> tuple[Any, Any, Any]:
+    """(strategy, data module, ContinualLM around the untrained network) for a resolved config and its task sequence."""
+    from nested_learning.data.datamodule import StoppingRule, TaskSequenceDataModule
+    from nested_learning.lit_module import ContinualLM
+    from nested_learning.optim.checks import check_factory
+
+    strategy = instantiate({k: v for k, v in cfg.strategy.items() if k != "name"}, _convert_="all")
+    stopping = StoppingRule(**cfg.stopping)
+    datamodule = TaskSequenceDataModule(sequence, cfg.epochs_per_task, int(cfg.batch_size), int(cfg.seed), strategy, stopping)
+    net_cfg = {k: v for k, v in cfg.model.items() if k != "name"}
+    net = instantiate(net_cfg, vocab_size=len(datamodule.vocab), max_len=datamodule.vocab.seq_len, _convert_="all")
+    optimizer = instantiate(cfg.optimizer)
+    check_factory(optimizer)
+    return strategy, datamodule, ContinualLM(net, optimizer, pad_id=datamodule.vocab.pad_id)
+
+
 def build(cfg: DictConfig, run_dir: Path, record: dict[str, Any], print_table: bool = True, progress: bool = False,
           sequence: Any = None, purge_step: int | None = None, tag: str | None = None):
     """Instantiate data, network, module, callbacks, logger and trainer from a resolved config.
@@ -80,9 +96,6 @@ def build(cfg: DictConfig, run_dir: Path, record: dict[str, Any], print_table: b
     import pytorch_lightning as pl
     import torch
 
-    from nested_learning.data.datamodule import StoppingRule, TaskSequenceDataModule
-    from nested_learning.lit_module import ContinualLM
-    from nested_learning.optim.checks import check_factory
     from nested_learning.resume import EpochCheckpoint
     from nested_learning.retention import RetentionCallback
 
@@ -91,17 +104,9 @@ def build(cfg: DictConfig, run_dir: Path, record: dict[str, Any], print_table: b
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     if sequence is None:
         sequence = instantiate(cfg.task, _convert_="all")
-    strategy_cfg = {k: v for k, v in cfg.strategy.items() if k != "name"}
-    strategy = instantiate(strategy_cfg, _convert_="all")
+    strategy, datamodule, module = build_model(cfg, sequence)
     # Stated apart from `config` so a reader of results.json sees at once how the model was trained.
-    record["strategy"] = {"name": cfg.strategy.name, **{k: v for k, v in strategy_cfg.items() if k != "_target_"}}
-    stopping = StoppingRule(**cfg.stopping)
-    datamodule = TaskSequenceDataModule(sequence, cfg.epochs_per_task, int(cfg.batch_size), int(cfg.seed), strategy, stopping)
-    net_cfg = {k: v for k, v in cfg.model.items() if k != "name"}
-    net = instantiate(net_cfg, vocab_size=len(datamodule.vocab), max_len=datamodule.vocab.seq_len, _convert_="all")
-    optimizer = instantiate(cfg.optimizer)
-    check_factory(optimizer)
-    module = ContinualLM(net, optimizer, pad_id=datamodule.vocab.pad_id)
+    record["strategy"] = {"name": cfg.strategy.name, **{k: v for k, v in cfg.strategy.items() if k not in ("name", "_target_")}}
     retention = RetentionCallback(run_dir, record, cfg.eval.count_padding, cfg.eval.every_epoch, cfg.eval.split,
                                   cfg.eval.metric, print_table, tag=tag)
     logger = False
@@ -113,9 +118,9 @@ def build(cfg: DictConfig, run_dir: Path, record: dict[str, Any], print_table: b
         from nested_learning.task_boundary import ResetOptimizerAtTaskStart
 
         callbacks.append(ResetOptimizerAtTaskStart())
-    if cfg.checkpoint_every_s is not None:
-        # after the retention callback, so a checkpoint holds the rows it just measured
-        callbacks.append(EpochCheckpoint(run_dir, float(cfg.checkpoint_every_s)))
+    # after the retention callback, so a checkpoint holds the rows it just measured
+    every = cfg.checkpoint_every_s
+    callbacks.append(EpochCheckpoint(run_dir, None if every is None else float(every)))
     if progress:
         from nested_learning.progress import TaskProgressBar
 
@@ -149,6 +154,10 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], print_table: bool 
     if cfg.eval.split is not None and cfg.eval.split not in sequence.split_names:
         raise UserError(f"eval.split={cfg.eval.split!r}: task sequence {sequence.name!r} has the splits "
                         f"{', '.join(sequence.split_names)}")
+    from nested_learning.hardware import check_hardware  # imports torch, not Lightning
+
+    trainer_cfg = OmegaConf.to_container(cfg.trainer)
+    check_hardware(trainer_cfg.get("accelerator", "auto"), trainer_cfg.get("devices", "auto"))  # Lightning's defaults
     from nested_learning import provenance
 
     quiet_lightning()

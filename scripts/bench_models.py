@@ -9,7 +9,8 @@
 2. CMS clocks: one training step of model=cms on the token clock (reset and carry: levels updated
    inside forward every C^(l) tokens) against the step clock, same weights and batch. Target <= 2x.
 3. Throughput and memory: tokens per second of every model built on d_model (transformer, cms,
-   hope_attention, titans, hope_nl, as configured in conf/model), for a training step (with the
+   hope_attention, titans, hope_nl, linear_attention, deltanet, as configured in conf/model; --models
+   picks some, the Transformer always included as the reference), for a training step (with the
    optimizer the framework would give it) and for evaluation (eval mode, no grad: the memories still
    update in context), and the peak memory of training; each relative to the Transformer.
    --size picks the widths, batch and length (random tokens):
@@ -24,6 +25,7 @@ Every time is the median over --repeats rounds after --warmup untimed steps; the
 within each round. On the CPU, --threads torch threads (default 1, as the framework's runs use).
 
     python scripts/bench_models.py [--size default|paper] [--device cpu|cuda] [--repeats 7] [--warmup 3]
+                                   [--parts throughput ...] [--models titans hope_nl ...]
 """
 from __future__ import annotations
 
@@ -48,7 +50,8 @@ from nested_learning.data.vocab import Vocabulary
 REPO = Path(__file__).resolve().parent.parent
 
 
-MODELS = ("transformer", "cms", "hope_attention", "titans", "hope_nl")  # the models built on d_model and d_ff
+MODELS = ("transformer", "cms", "hope_attention", "titans", "hope_nl", "linear_attention", "deltanet")  # built on d_model, d_ff
+PARTS = ("cms_step", "cms_clocks", "throughput", "optimizers")
 SIZES = {  # model keys (set where a model's config has them), batch size, sequence length
     "default": ({}, 64, 128),
     "paper": ({"d_model": 256, "n_heads": 4, "d_ff": 1024}, 16, 512),
@@ -180,9 +183,9 @@ def peak_memories(args, vocab_size: int, pad_id: int) -> dict[str, int]:
     measure = partial(peak_training_memory, size=args.size, vocab_size=vocab_size, pad_id=pad_id, device=args.device,
                       threads=args.threads)
     if args.device.startswith("cuda"):
-        return {name: measure(name) for name in MODELS}
+        return {name: measure(name) for name in args.models}
     peaks = {}
-    for name in MODELS:
+    for name in args.models:
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
             peaks[name] = pool.submit(measure, name).result()
     return peaks
@@ -210,7 +213,7 @@ def bench_throughput(args, inputs, targets, vocab_size, pad_id) -> None:
     del inputs, targets  # random tokens of the --size preset's shape instead of the commute batch
     overrides, batch_size, length = SIZES[args.size]
     factory = partial(torch.optim.Adam, lr=1e-3)
-    nets = {name: build(name, vocab_size, length, args.size, args.device) for name in MODELS}
+    nets = {name: build(name, vocab_size, length, args.size, args.device) for name in args.models}
     inputs, targets = random_batch(vocab_size, batch_size, length, args.device)
     entries = {name: (net, optimizer_for(net, factory)) for name, net in nets.items()}
     train_step = partial(timed_steps, inputs=inputs, targets=targets, pad_id=pad_id)
@@ -224,7 +227,7 @@ def bench_throughput(args, inputs, targets, vocab_size, pad_id) -> None:
     memory = "torch's peak allocation" if args.device.startswith("cuda") else "peak resident memory growth, a process per model"
     print(f"\nThroughput and memory (--size {args.size}: {widths}; batch {batch_size} x {length} random tokens; {where}):")
     print(f"  {'model':<15} {'params':>9} {'train tok/s':>12} {'vs tf':>7} {'eval tok/s':>12} {'vs tf':>7} {'peak MB':>9} {'vs tf':>7}")
-    for name in MODELS:
+    for name in args.models:
         params = sum(p.numel() for p in build(name, vocab_size, length, args.size).parameters())
         tr, ev = tokens / train[name], tokens / evals[name]
         tr_ref, ev_ref = tokens / train["transformer"], tokens / evals["transformer"]
@@ -267,15 +270,20 @@ def main() -> None:
                         help="widths, batch and length of the throughput and memory table (default: default)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:index] (default cpu)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads on the CPU (default 1)")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="which measurements (default: all)")
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS),
+                        help="models for the throughput part (default: all; the Transformer is always added)")
     args = parser.parse_args()
     if args.device != "cpu" and not (args.device.startswith("cuda") and torch.cuda.is_available()):
         parser.error(f"--device {args.device}: choose cpu, or cuda[:index] on a machine with a CUDA GPU")
     torch.set_num_threads(args.threads)
+    args.models = ["transformer"] + [m for m in dict.fromkeys(args.models) if m != "transformer"]
     data = batch(args)
-    bench_cms_step(args, *data)
-    bench_cms_clocks(args, *data)
-    bench_throughput(args, *data)
-    bench_optimizers(args, *data)
+    parts = {"cms_step": bench_cms_step, "cms_clocks": bench_cms_clocks, "throughput": bench_throughput,
+             "optimizers": bench_optimizers}
+    for name in PARTS:
+        if name in args.parts:
+            parts[name](args, *data)
 
 
 if __name__ == "__main__":

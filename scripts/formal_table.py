@@ -30,9 +30,11 @@ HEADINGS = {"parity": "Parity", "aa": "(aa)*", "abab": "(abab)*", "anbn": "a^n b
 PAPER = {
     "rnn": ("LSTM", [(100.0, 100.0)] * 6),
     "transformer": ("Transformer", [(46.4, 0.0), (0.0, 0.0), (0.0, 0.0), (100.0, 100.0), (100.0, 100.0), (100.0, 100.0)]),
+    "linear_attention": ("Linear", [(78.1, 0.0), (0.0, 0.0), (0.0, 0.0), (100.0, 100.0), (100.0, 100.0), (100.0, 100.0)]),
+    "deltanet": ("DeltaNet", [(98.2, 10.1), (0.0, 0.0), (0.0, 0.0), (100.0, 100.0), (100.0, 100.0), (100.0, 100.0)]),
     "hope_nl": ("HOPE", [(100.0, 100.0)] * 6),
 }
-MODEL_ORDER = ("rnn", "transformer", "hope", "titans", "hope_nl", "hope_attention")  # others follow by name
+MODEL_ORDER = ("rnn", "transformer", "linear_attention", "deltanet", "hope", "titans", "hope_nl", "hope_attention")  # others by name
 
 
 def collect(sweep_dir: Path, metric: str) -> tuple[dict[tuple[str, str, str], list[float]], dict[tuple[str, str], list[int]]]:

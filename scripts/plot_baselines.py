@@ -72,8 +72,8 @@ def baselines_figure(table: pd.DataFrame, runs: list) -> plt.Figure:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sweep_dir", type=Path, help="a multirun directory of experiment=baselines")
-    parser.add_argument("--out", type=Path, help="where to write the PNG (default: SWEEP_DIR/baselines.png; "
-                        "the README's figure is docs/baselines.png, replaced only when named here)")
+    parser.add_argument("--out", type=Path, help="where to write the PNG (default: SWEEP_DIR/baselines.png; the figure "
+                        "of docs/baselines.md and docs/results.md is docs/baselines.png, replaced only when named here)")
     parser.add_argument("--split", help="evaluation split to read (e.g. bin1 of task=formal); default: each run's eval.split")
     parser.add_argument("--metric", choices=("token", "sequence"), help="accuracy to read; default: each run's eval.metric")
     args = parser.parse_args()

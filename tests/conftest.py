@@ -5,9 +5,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -45,29 +43,19 @@ def run_cli(*args: str, cwd: Path = REPO, env_extra: dict | None = None, timeout
     )
 
 
-def evaluated_points(run_dir: Path) -> int:
-    """How many evaluation points the run's results.json holds so far (0 before it is first written)."""
-    try:
-        return len(json.loads((run_dir / "results.json").read_text())["curves"])
-    except (OSError, json.JSONDecodeError):
-        return 0
+def kill_env(epoch: int, when: str, run_dir_glob: str | None = None) -> dict[str, str]:
+    """Environment for a run that SIGKILLs itself after its `epoch`-th epoch (from 1), `when` "before" or "after"
+    that epoch's checkpoint, in a run directory matching `run_dir_glob` (any by default): resume.TEST_SIGKILL_ENV."""
+    from nested_learning.resume import TEST_SIGKILL_ENV
+
+    return {TEST_SIGKILL_ENV: ":".join([str(epoch), when, *([run_dir_glob] if run_dir_glob else [])])}
 
 
-def sigkill_when(proc: subprocess.Popen, ready: Callable[[], bool], timeout: float = 240) -> None:
-    """SIGKILL `proc` as soon as `ready()` holds (polled every 10 ms), or at the timeout."""
-    deadline = time.time() + timeout
-    while time.time() < deadline and proc.poll() is None and not ready():
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-
-
-def kill_when(job: list[str], run_dir: Path, curves: int, timeout: float = 240) -> dict:
-    """Run `python -m nested_learning.train JOB` into run_dir and SIGKILL it as soon as its results.json
-    holds `curves` evaluation points; returns that results.json as the killed run left it."""
-    proc = subprocess.Popen([sys.executable, "-m", "nested_learning.train", *job, f"hydra.run.dir={run_dir}"], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    sigkill_when(proc, lambda: evaluated_points(run_dir) >= curves, timeout)
+def kill_at(job: list[str], run_dir: Path, epoch: int, when: str) -> dict:
+    """Run `python -m nested_learning.train JOB` into run_dir, killed by SIGKILL after `epoch` (see kill_env);
+    returns its results.json as the killed run left it."""
+    out = run_cli(*job, f"hydra.run.dir={run_dir}", env_extra=kill_env(epoch, when))
+    assert out.returncode == -signal.SIGKILL, out.stderr
     return json.loads((run_dir / "results.json").read_text())
 
 

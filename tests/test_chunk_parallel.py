@@ -1,11 +1,12 @@
-"""The chunk-parallel forms of the titans and hope_nl memories against their token-by-token reference
-loops (model.parallel=false), in float64: outputs and every parameter's gradient to 1e-10, for chunk
+"""The chunk-parallel forms of the titans, hope_nl and deltanet memories against their token-by-token
+reference loops (model.parallel=false), in float64: outputs and every parameter's gradient to 1e-10, for chunk
 sizes 1, 2, 7, 16 and the whole sequence, over a length (23) that none of 2, 7, 16 divides.
 There is no hand-written backward: autograd differentiates both forms."""
 import pytest
 import torch
 
-from nested_learning.models.chunkwise import decay_matrix
+from nested_learning.models.chunkwise import decay_matrix, delta_chunk, delta_tokens
+from nested_learning.models.fast_weights import DeltaNetLM, DeltaRule
 from nested_learning.models.hope_nl import HopeNLLM, SelfModifyingTitans
 from nested_learning.models.titans import NeuralMemory, TitansLM
 
@@ -31,10 +32,8 @@ def assert_forms_agree(module: torch.nn.Module, inputs: torch.Tensor) -> dict:
     reference, reference_grads = run(module, inputs, parallel=False)
     torch.testing.assert_close(fast, reference, **TOLERANCE)
     for name, grad in reference_grads.items():
-        if grad is None:  # a parameter the output does not depend on (hope_nl's memories in a one-chunk sequence)
-            assert fast_grads[name] is None, name
-        else:
-            torch.testing.assert_close(fast_grads[name], grad, **TOLERANCE, msg=lambda m: f"{name}: {m}")
+        assert grad is not None and grad.abs().sum() > 0, name  # the comparison is not vacuous: every parameter is trained
+        torch.testing.assert_close(fast_grads[name], grad, **TOLERANCE, msg=lambda m: f"{name}: {m}")
     return reference_grads
 
 
@@ -49,9 +48,7 @@ def test_titans_chunk_parallel_equals_token_loop(memory, chunk_size):
     layer = NeuralMemory(8, 2, memory, 6, chunk_size, 2).double()
     with torch.no_grad():
         layer.gates.bias.view(3, 2)[2] = -1.0  # alpha near 0.27: the forgetting gate matters
-    grads = assert_forms_agree(layer, _inputs(8))
-    for name, grad in grads.items():  # the comparison is not vacuous: every parameter is trained
-        assert grad is not None and grad.abs().sum() > 0, name
+    assert_forms_agree(layer, _inputs(8))
 
 
 @pytest.mark.parametrize("chunk_size", CHUNKS)
@@ -63,10 +60,13 @@ def test_hope_chunk_parallel_equals_token_loop(momentum, chunk_size):
         for p in layer.initial.values():
             p.mul_(10)  # memories far from the identity, so every term of the update matters
         layer.alpha_bias.fill_(1.0)  # alpha near 0.73
-    grads = assert_forms_agree(layer, _inputs(8))
-    if chunk_size < LENGTH:
-        for name, grad in grads.items():
-            assert grad is not None and grad.abs().sum() > 0, name
+    assert_forms_agree(layer, _inputs(8))  # the outputs read M_mem,t inside the chunk: every memory is trained at every chunk size
+
+
+@pytest.mark.parametrize("chunk_size", CHUNKS)
+def test_deltanet_chunk_parallel_equals_token_loop(chunk_size):
+    torch.manual_seed(0)
+    assert_forms_agree(DeltaRule(8, 2, chunk_size).double(), _inputs(8))
 
 
 def _compare_updates(fast_update, reference_update, inputs: list[torch.Tensor]) -> None:
@@ -83,24 +83,26 @@ def _compare_updates(fast_update, reference_update, inputs: list[torch.Tensor]) 
 
 
 @pytest.mark.parametrize("momentum", [0.0, 0.6])
-def test_hope_whole_sequence_chunk_update(momentum):
-    """With one chunk per sequence the forward never reads the updated state; test the update itself."""
-    layer = SelfModifyingTitans(8, 2, LENGTH, 2, momentum, 0.5).double()
+def test_delta_rule_whole_sequence_chunk_update(momentum):
+    """The end-of-chunk state and momentum, which the forward uses only between chunks."""
     g = torch.Generator().manual_seed(0)
     N, R, d = 6, 3 * 4 + 2, 4
 
-    def rand(*shape, scale=1.0):
-        return scale * torch.randn(*shape, generator=g, dtype=torch.float64)
+    def rand(*shape):
+        return torch.randn(*shape, generator=g, dtype=torch.float64)
 
     k = torch.nn.functional.normalize(rand(N, LENGTH, d), dim=-1)
-    eta, alpha_logit = 0.5 * torch.sigmoid(rand(N, LENGTH)), rand(N, LENGTH)
-    surprise = rand(N, R, d) if momentum else None
+    eta, log_alpha = 0.5 * torch.sigmoid(rand(N, LENGTH)), torch.nn.functional.logsigmoid(rand(N, LENGTH))
 
     def update(form):
-        return lambda memory, k, eta, alpha_logit, error, *s: form(memory, s[0] if s else None, k, eta, alpha_logit, error)
+        def step(memory, q, k, eta, log_alpha, g, *surprise):
+            out, memory, surprise = form(memory, surprise[0] if surprise else None, momentum, q, k, eta, log_alpha, g)
+            return out, memory, surprise
 
-    inputs = [rand(N, R, d), k, eta, alpha_logit, rand(N, LENGTH, R)] + ([surprise] if momentum else [])
-    _compare_updates(update(layer.chunk_parallel), update(layer.token_steps), inputs)
+        return step
+
+    inputs = [rand(N, R, d), rand(N, LENGTH, d), k, eta, log_alpha, rand(N, LENGTH, R)] + ([rand(N, R, d)] if momentum else [])
+    _compare_updates(update(delta_chunk), update(delta_tokens), inputs)
 
 
 @pytest.mark.parametrize("memory", ["linear", "mlp"])
@@ -132,6 +134,7 @@ def test_titans_whole_sequence_chunk_update(memory):
 @pytest.mark.parametrize("make", [
     lambda: TitansLM(12, 0, d_model=8, n_heads=2, memory="mlp", d_hidden=6, chunk_size=7, d_ff=8, n_layers=2, dropout=0.0),
     lambda: HopeNLLM(12, 0, d_model=8, n_heads=2, chunk_size=7, momentum=0.5, d_ff=8, n_layers=2, dropout=0.0),
+    lambda: DeltaNetLM(12, 0, d_model=8, n_heads=2, chunk_size=7, d_ff=8, n_layers=2),
 ])
 def test_models_take_the_parallel_option(make):
     torch.manual_seed(0)

@@ -77,6 +77,8 @@ VARIANTS = [
     ("rnn", ["model.cell=lstm"]),
     ("titans", ["model.memory=mlp", "model.chunk_size=4"]),
     ("hope_nl", ["model.chunk_size=4", "model.momentum=0.5"]),
+    ("deltanet", ["model.chunk_size=4"]),
+    ("linear_attention", ["model.denominator=true"]),
     # token-clock CMS: level updates inside forward (a large inner rate, so they matter)
     ("cms", ["model.cms_clock=token", "model.cms_inner_lr=0.01", "model.periods=[1,2,4]"]),
     ("hope_attention", ["model.cms_clock=token", "model.cms_state=carry", "model.cms_inner_lr=0.01"]),

@@ -13,7 +13,7 @@ from nested_learning.optim.dmgd import DMGD
 from nested_learning.optim.m3 import M3
 from nested_learning.optim.newton_schulz import QUINTIC, newton_schulz
 
-from .conftest import assert_resume_matches, compose_config, kill_when, run_cli
+from .conftest import assert_resume_matches, compose_config, kill_at, run_cli
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "m3", "delta_momentum", "dmgd")
 
@@ -276,12 +276,13 @@ def test_optimizers_experiment_is_2_models_x_4_optimizers_x_5_seeds_with_swept_r
 
 @pytest.mark.slow
 def test_m3_on_cms_killed_mid_task_resumes_to_the_same_matrix(tmp_path):
-    # A checkpoint every epoch (128 steps, not a multiple of the level periods 3 and 6 or of M3's f = 10),
-    # so the resume starts inside a CMS chunk and inside M3's slow-memory chunk.
+    # A checkpoint every epoch of 128 steps. Killed after epoch 4 and its checkpoint, two epochs into task 2
+    # (of 4), at step 512: 2 past a multiple of the level periods 3 and 6 and of M3's f = 10, so the resume
+    # starts inside a CMS chunk and inside M3's slow-memory chunk.
     job = ["model=cms", "optimizer=m3", "epochs_per_task=[2,4]", "task.repeats=512", "batch_size=16", "logger=none",
            "checkpoint_every_s=0"]
     assert run_cli(*job, f"hydra.run.dir={tmp_path / 'whole'}").returncode == 0
     killed = tmp_path / "killed"
-    # before training + 3 epochs: one epoch into task 2 (of 4)
-    assert kill_when(job, killed, curves=4)["status"] == "running"
+    cut = kill_at(job, killed, epoch=4, when="after")
+    assert cut["status"] == "running" and cut["curves"][-1]["step"] == 512
     assert_resume_matches(killed, tmp_path / "whole")

@@ -1,5 +1,5 @@
 """The benchmarks' reference (scripts/plain_loop.py, a bare PyTorch loop) does the framework's work:
-for the same config it gives the same accuracy matrix, so the ratios in README's benchmark table
+for the same config it gives the same accuracy matrix, so the ratios in docs/benchmarks.md
 compare like with like."""
 import runpy
 

@@ -1,7 +1,8 @@
-"""The README's commands run as written after its set-up (`source .venv/bin/activate`), with tiny budgets.
+"""The commands of the README and of docs/*.md run as written after the README's set-up
+(`source .venv/bin/activate`), with tiny budgets.
 
 Every command of every ```bash block is either run here or skipped with the name of the test that
-covers it, so a command added to the README is run by default.
+covers it, so a command added to the README or to a guide in docs/ is run by default.
 """
 import os
 import re
@@ -21,14 +22,21 @@ ELSEWHERE = {
     ".venv/bin/python -m pytest": "is this suite",
     "python scripts/resume.py": "needs a killed run: test_sweeps.py::test_sigkill_in_second_task_then_resume_gives_the_same_matrix",
     "python -m nested_learning.train -m hydra/launcher=slurm": "needs a Slurm cluster",
+    "PYTHONPATH=examples/extending": "test_extending.py::test_the_guides_commands_train_the_users_components checks their results",
+    "make venv-gpu": "needs a GPU and downloads the CUDA build of torch (docs/hardware.md)",
+    "python -m nested_learning.train trainer=gpu": "needs a GPU: test_precision.py composes trainer=gpu, "
+                                                   "test_hardware.py checks its one-line error without one",
 }
+# Where users copy commands from, in the order they are run (a later command may use an earlier one's run).
+DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 # The smallest budget that still runs each command's code: one epoch per task, no TensorBoard, a
 # sweep of two jobs (two values of the first swept key, the first value of any other), two Optuna trials.
 BUDGET = ["epochs_per_task=1", "logger=none"]
 
 
-def readme_commands() -> list[str]:
-    text = (REPO / "README.md").read_text()
+def doc_commands(path) -> list[str]:
+    """The commands of a Markdown file's ```bash blocks, continuation lines joined, comments dropped."""
+    text = path.read_text()
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
         for line in block.replace("\\\n", " ").splitlines():
@@ -36,6 +44,19 @@ def readme_commands() -> list[str]:
             if command and not command.startswith("#"):
                 commands.append(command)
     return commands
+
+
+def readme_commands() -> list[str]:
+    return [command for path in DOCUMENTS for command in doc_commands(path)]
+
+
+def split_env(words: list[str]) -> tuple[dict[str, str], list[str]]:
+    """Leading `NAME=value` words (the shell's per-command environment) and the command after them."""
+    env = {}
+    while words and re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", words[0]):
+        name, value = words.pop(0).split("=", 1)
+        env[name] = value
+    return env, words
 
 
 def sweep_values(key: str, value: str) -> list[str] | None:
@@ -47,21 +68,28 @@ def sweep_values(key: str, value: str) -> list[str] | None:
 
 
 def experiment_sweep(words: list[str]) -> dict[str, str]:
-    """The sweeper params a config (an experiment) sets, e.g. experiment=fair: model and seed."""
+    """The sweeper params a config (an experiment) sets, e.g. experiment=fair: model and seed.
+
+    A key also given on the command line is the command line's, as in Hydra (experiment=baselines strategy=naive).
+    """
     from hydra import compose, initialize_config_dir
 
+    if not any(w.startswith(("experiment=", "hparams_search=")) for w in words):
+        return {}  # only those configs set sweeper params
     plain = [w for w in words if "=" in w and sweep_values(*w.split("=", 1)) is None]
+    given = {w.split("=", 1)[0] for w in plain}
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose(config_name="config", overrides=plain, return_hydra_config=True)
     params = cfg.hydra.sweeper.get("params") or {}
-    return {} if "n_trials" in cfg.hydra.sweeper else {str(k): str(v) for k, v in params.items()}
+    return {} if "n_trials" in cfg.hydra.sweeper else {str(k): str(v) for k, v in params.items() if str(k) not in given}
 
 
-def with_budget(command: str, out, run_dir, sweep_dir) -> list[str]:
+def with_budget(command: str, out, run_dir, sweep_dir) -> tuple[dict[str, str], list[str]]:
+    """(the command's own environment variables, its words with the budget added)."""
     command = command.replace("outputs/multiruns/<time>", str(sweep_dir)).replace("RUN_DIR", str(run_dir))
-    words = [w for w in shlex.split(command) if w != "[key=value" and w != "...]"]
+    env, words = split_env([w for w in shlex.split(command) if w != "[key=value" and w != "...]"])
     if words[:3] != ["python", "-m", "nested_learning.train"] or "--cfg" in words or "--help" in words:
-        return words
+        return env, words
     words = [w for w in words if not w.startswith("epochs_per_task=")]
     swept = {**experiment_sweep(words[3:]), **dict(w.split("=", 1) for w in words[3:] if "=" in w and sweep_values(*w.split("=", 1)))}
     kept = [w for w in words if w.split("=", 1)[0] not in swept]
@@ -70,7 +98,7 @@ def with_budget(command: str, out, run_dir, sweep_dir) -> list[str]:
     budget = BUDGET + [f"paths.output_root={out}"]
     if any(w.startswith("hparams_search=") for w in words):
         budget.append("hydra.sweeper.n_trials=2")
-    return kept + budget
+    return env, kept + budget
 
 
 @pytest.mark.slow
@@ -92,9 +120,9 @@ def test_every_readme_command_runs_after_activating_the_venv(tmp_path):
         reference = re.search(r"--reference (\S+)", command)
         if reference:  # the latest sweep that has the model to compare against
             sweeps = [s for s in sweeps if any(s.glob(f"*model={reference.group(1)}*"))]
-        words = with_budget(command, tmp_path, runs[-1] if runs else "RUN_DIR", sweeps[-1] if sweeps else "<time>")
+        own_env, words = with_budget(command, tmp_path, runs[-1] if runs else "RUN_DIR", sweeps[-1] if sweeps else "<time>")
         started = time.time()
-        out = subprocess.run(words, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        out = subprocess.run(words, cwd=REPO, env={**env, **own_env}, capture_output=True, text=True, timeout=600)
         print(f"{time.time() - started:5.1f} s  {' '.join(words)}")
         assert out.returncode == 0, f"{command}\n-> {' '.join(words)}\n{out.stderr[-3000:]}"
         ran.append(command)

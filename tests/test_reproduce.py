@@ -7,6 +7,7 @@ uninterrupted ones, matrix for matrix.
 import json
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from omegaconf import OmegaConf
 
 from nested_learning.rerun import SWEEP_DIR_ENV, replay_command, with_dirs
 
-from .conftest import REPO, compose_config, evaluated_points, run_cli, sigkill_when
+from .conftest import REPO, compose_config, kill_env, run_cli
 
 ODD = "a b=c,d'e\"f[g]"  # every character Hydra's override grammar would need quoted
 
@@ -42,8 +43,7 @@ def test_a_saved_config_replays_into_a_directory_named_with(tmp_path, char):
     assert out.stdout.strip() == str(new)
 
 
-# Transformer (dropout 0.1): a resumed run only matches if the RNG state is restored. Task 1's epochs
-# last long enough (a fraction of a second) for the kill to land inside them.
+# Transformer (dropout 0.1): a resumed run only matches if the RNG state is restored.
 SWEEP = ["model=transformer", "seed=0,1,2", "epochs_per_task=[1,4]", "task.repeats=128", "batch_size=16",
          "logger=none", "checkpoint_every_s=0"]
 
@@ -58,12 +58,12 @@ def test_a_killed_sweep_is_finished_and_its_jobs_rerun_and_resume_in_odd_paths(t
 
     killed = tmp_path / ODD / "sweep"
     killed.mkdir(parents=True)
-    proc = subprocess.Popen(
+    # The second job kills the sweep after its epoch 3 and that epoch's checkpoint, two epochs into the second task.
+    out = subprocess.run(
         [sys.executable, "-m", "nested_learning.train", "-m", *SWEEP, f"hydra.sweep.dir=${{oc.env:{SWEEP_DIR_ENV}}}"],
-        cwd=REPO, env=with_dirs(sweep_dir=killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=REPO, env={**with_dirs(sweep_dir=killed), **kill_env(3, "after", "*/1_*")}, capture_output=True, text=True,
     )
-    # In the second job, two epochs into the second task: its checkpoint is from inside that task.
-    sigkill_when(proc, lambda: evaluated_points(killed / jobs[1]) >= 4)
+    assert out.returncode == -signal.SIGKILL, out.stderr
     assert _results(killed / jobs[0])["status"] == "complete"
     cut = _results(killed / jobs[1])
     assert cut["status"] == "running" and len(cut["accuracy_matrix"]) == 1, "the kill missed the second task"
@@ -75,7 +75,7 @@ def test_a_killed_sweep_is_finished_and_its_jobs_rerun_and_resume_in_odd_paths(t
     # One job, resumed in place.
     resumed = _script("resume.py", killed / jobs[1])
     assert resumed.returncode == 0, resumed.stderr
-    assert re.search(r"from its checkpoint after epoch [2-4] of 5 \(Task_1: epoch [1-3] of 4\), step \d+", resumed.stdout)
+    assert re.search(r"from its checkpoint after epoch 3 of 5 \(Task_1: epoch 2 of 4\), step \d+", resumed.stdout)
     for key in ("accuracy_matrix", "loss_matrix"):
         assert _results(killed / jobs[1])[key] == _results(whole / jobs[1])[key], key
 
@@ -104,13 +104,14 @@ def test_a_killed_sweep_is_finished_and_its_jobs_rerun_and_resume_in_odd_paths(t
 
 @pytest.mark.slow
 def test_a_run_killed_before_its_first_checkpoint_says_so_and_restarts(tmp_path):
-    job = ["model=transformer", "epochs_per_task=[3,1]", "task.repeats=256", "batch_size=16", "logger=none"]
+    job = ["model=transformer", "epochs_per_task=[3,1]", "task.repeats=32", "batch_size=16", "logger=none"]
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "nested_learning.train", *job, f"hydra.run.dir={killed}"],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    sigkill_when(proc, lambda: evaluated_points(killed) >= 2)  # an epoch of three in Task_0
+    # Killed after the first epoch of three in Task_0, which writes no checkpoint (30 s have not passed).
+    out = run_cli(*job, f"hydra.run.dir={killed}", env_extra=kill_env(1, "after"))
+    assert out.returncode == -signal.SIGKILL, out.stderr
     assert not (killed / "checkpoints").exists()
     done = len(_results(killed)["curves"]) - 1
+    assert done == 1
     out = _script("resume.py", killed)
     assert out.returncode == 2
     assert out.stderr.strip().splitlines()[-1] == (

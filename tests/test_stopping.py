@@ -8,7 +8,7 @@ import pytest
 
 from nested_learning.data.datamodule import StoppingRule, TaskSchedule
 
-from .conftest import assert_resume_matches, kill_when, run_cli
+from .conftest import assert_resume_matches, kill_at, run_cli
 
 
 def test_rule_on_scripted_accuracies():
@@ -68,8 +68,11 @@ def test_stopped_tasks_resume_exactly_after_sigkill(tmp_path):
     whole = json.loads((tmp_path / "whole" / "results.json").read_text())
     assert whole["epochs_per_task"] == [8, 8] and whole["epochs_taken"] == [7, 7]
     assert len(whole["curves"]) == 1 + 14  # the run ended with its last task, before the caps' 16 epochs
-    killed = kill_when(job, tmp_path / "killed", curves=11)
-    assert killed["status"] == "running" and killed["epochs_taken"] == [7]
+    # its trained model was written when the rule ended the last task; the resume checkpoint is gone
+    assert sorted(p.name for p in (tmp_path / "whole" / "checkpoints").iterdir()) == ["final.ckpt"]
+    # Killed after epoch 10's evaluation, before its checkpoint: the resumed run repeats epoch 10 from epoch 9's.
+    killed = kill_at(job, tmp_path / "killed", epoch=10, when="before")
+    assert killed["status"] == "running" and killed["epochs_taken"] == [7] and len(killed["curves"]) == 1 + 10
     assert_resume_matches(tmp_path / "killed", tmp_path / "whole")
     resumed = json.loads((tmp_path / "killed" / "results.json").read_text())
     assert resumed["epochs_taken"] == [7, 7] and resumed["curves"] == whole["curves"]

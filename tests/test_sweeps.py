@@ -8,7 +8,7 @@ import sys
 import pytest
 from hydra import compose, initialize_config_dir
 
-from .conftest import CONF, REPO, assert_resume_matches, kill_when, run_cli
+from .conftest import CONF, REPO, assert_resume_matches, kill_at, run_cli
 
 
 def compose_with_hydra(*overrides):
@@ -130,12 +130,11 @@ def _tensorboard_scalars(run_dir):
 
 @pytest.mark.slow
 def test_sigkill_in_second_task_then_resume_gives_the_same_matrix_and_tensorboard(tmp_path):
-    # Enough data that an epoch lasts a fraction of a second, so the kill lands inside task 2.
-    job = ["model=transformer", "epochs_per_task=[2,6]", "task.repeats=256", "batch_size=16", "checkpoint_every_s=0"]
+    job = ["model=transformer", "epochs_per_task=[2,6]", "task.repeats=32", "batch_size=16", "checkpoint_every_s=0"]
     assert run_cli(*job, f"hydra.run.dir={tmp_path / 'whole'}").returncode == 0
     killed = tmp_path / "killed"
-    # before training + 4 epochs: two epochs into task 2 (of 6)
-    interrupted = kill_when(job, killed, curves=5)
+    # killed after epoch 4 and its checkpoint: two epochs into task 2 (of 6)
+    interrupted = kill_at(job, killed, epoch=4, when="after")
     assert interrupted["status"] == "running" and len(interrupted["accuracy_matrix"]) == 1
     assert_resume_matches(killed, tmp_path / "whole")
     # TensorBoard: every step once, as in the uninterrupted run, though the killed run had logged past its checkpoint.

@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from nested_learning.errors import UserError
-from nested_learning.models.hope_nl import MEMORY_NAMES, HopeNLLM, SelfModifyingTitans, dgd_step
+from nested_learning.models.chunkwise import dgd_step
+from nested_learning.models.hope_nl import MEMORY_NAMES, HopeNLLM, SelfModifyingTitans
 from nested_learning.models.titans import NeuralMemory, TitansLM, fixed, merge_heads, split_heads
 from nested_learning.results import load_results
 
@@ -16,13 +17,14 @@ def test_one_delta_rule_step_matches_hand_computation():
     eta, alpha = torch.tensor([0.5]), torch.tensor([0.9])
     # W k = 2.2; W (alpha I - eta k k^T) = [0.9, 1.8] - 0.5 * 2.2 * [0.6, 0.8] = [0.24, 0.92]
     # target 1: grad of 1/2 ||W k - 1||^2 = (2.2 - 1) k^T = [0.72, 0.96]; minus eta grad = [-0.36, -0.48]
-    error = torch.tensor([[2.2 - 1.0]])
-    torch.testing.assert_close(dgd_step(W, k, eta, alpha, error), torch.tensor([[[-0.12, 0.44]]]))
+    step = -eta * torch.tensor([[2.2 - 1.0]])  # g = -eta (W k - 1)
+    torch.testing.assert_close(dgd_step(W, k, eta, alpha, step), torch.tensor([[[-0.12, 0.44]]]))
     torch.testing.assert_close(dgd_step(W, k, eta, alpha), torch.tensor([[[0.24, 0.92]]]))
 
 
 def _reference_hope(smt: SelfModifyingTitans, x: torch.Tensor) -> torch.Tensor:
-    """Eq. 94-96 literally, memory by memory and token by token, with the Eq. 90 chunk-start reads."""
+    """Eq. 94-96 literally, memory by memory and token by token: keys, values, rates and gradients at
+    the chunk's start state (Eq. 90), the output from the memory after the token's own update."""
     B, T, D = x.shape
     H, d, C = smt.n_heads, smt.d_head, smt.chunk_size
     xc = smt.conv(x)
@@ -43,13 +45,13 @@ def _reference_hope(smt: SelfModifyingTitans, x: torch.Tensor) -> torch.Tensor:
         v = F.normalize(M("v", start["v"], x_t), dim=-1)
         eta = smt.eta_max * torch.sigmoid(M("eta", start["eta"], x_t)[:, 0] + smt.eta_bias.repeat(B))
         alpha = torch.sigmoid(M("alpha", start["alpha"], x_t)[:, 0] + smt.alpha_bias.repeat(B))
-        out.append(M("mem", start["mem"], q[:, t]))
         decay = alpha[:, None, None] * torch.eye(d) - eta[:, None, None] * torch.einsum("ni,nj->nij", k, k)
         for n in MEMORY_NAMES:
             vhat = M(n, start[n], v)  # the memory's own value for v_t (Eq. 95)
             grad = torch.einsum("nr,nd->nrd", M(n, start[n], k) - vhat, k)
             S[n] = smt.momentum * S[n] - eta[:, None, None] * grad
             W[n] = W[n] @ decay + S[n]
+        out.append(M("mem", W["mem"], q[:, t]))  # o_t = M_mem,t(q_t)
     return merge_heads(torch.stack(out, dim=1), B)
 
 
@@ -137,9 +139,38 @@ def test_memory_carries_context_in_eval_mode(model):
     assert not torch.allclose(before[:, 5], after[:, 5], atol=1e-6)
 
 
+@pytest.mark.parametrize("parallel", [True, False])
+@pytest.mark.parametrize("make", [
+    lambda parallel: NeuralMemory(8, 2, "linear", 0, 16, 1, parallel),
+    lambda parallel: SelfModifyingTitans(8, 2, 16, 1, 0.0, 0.5, parallel),
+], ids=["titans", "hope_nl"])
+def test_output_reads_writes_of_its_own_chunk(make, parallel):
+    """Chunk 16, no convolution (width 1): the output at tokens 5-15 sees token 1 only through the
+    memory, as written by the tokens of the same chunk (the dual form; a chunk-start read gives 0)."""
+    torch.manual_seed(0)
+    layer = make(parallel).double()
+    x = torch.randn(2, 20, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    changed = x.clone()
+    changed[:, 1] += 1.0
+    with torch.no_grad():
+        dy = (layer(changed) - layer(x)).abs().amax(dim=(0, 2))  # (T,)
+    assert dy[0] == 0  # causal
+    assert (dy[5:16] > 1e-6).all(), dy  # float64 rounding is ~1e-16; the old chunk-start read gave exactly 0
+
+
+def test_titans_initial_theta_does_not_depend_on_the_chunk_size():
+    for chunk_size in (1, 4, 16):
+        gates = NeuralMemory(8, 2, "linear", 0, chunk_size, 4).gates
+        theta = torch.sigmoid(gates.bias.view(3, 2)[1])  # with zero input, the gate is its bias
+        torch.testing.assert_close(theta, torch.full((2,), 1 / 32))
+    theta = torch.sigmoid(NeuralMemory(8, 2, "linear", 0, 16, 4, theta_init=0.5).gates.bias.view(3, 2)[1])
+    torch.testing.assert_close(theta, torch.full((2,), 0.5))
+
+
 @pytest.mark.parametrize("make,message", [
     (lambda: TitansLM(12, 9, memory="deep"), r"model.memory=deep: choose one of linear, mlp"),
     (lambda: TitansLM(12, 9, chunk_size=0), r"model.chunk_size=0: must be an integer >= 1"),
+    (lambda: TitansLM(12, 9, theta_init=1.0), r"model.theta_init=1.0: the initial inner learning rate must lie in \(0, 1\)"),
     (lambda: HopeNLLM(12, 9, n_heads=3), r"model.n_heads=3: must be >= 1 and divide model.d_model=64"),
     (lambda: HopeNLLM(12, 9, momentum=1.0), r"model.momentum=1.0: must lie in \[0, 1\)"),
     (lambda: HopeNLLM(12, 9, conv_width=0), r"model.conv_width=0: must be an integer >= 1"),

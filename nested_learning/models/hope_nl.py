@@ -2,21 +2,29 @@
 
 Self-modifying Titans (Eq. 94-96, chunk-wise form Eq. 90), per head, for a token x_t:
 
-    o_t     = M_mem(q_t),  q_t = normalize(x_t W_q)                 the only fixed projection
-    k_t     = normalize(M_k(x_t)),  v_t = normalize(M_v(x_t))
-    eta_t   = eta_max sigmoid(M_eta(x_t) + b_eta),  alpha_t = sigmoid(M_alpha(x_t) + b_alpha)
-    vhat_t  = M_box(v_t)                                             each memory makes its own values (Eq. 95)
+    o_t     = M_mem,t(q_t),  q_t = normalize(x_t W_q)               the only fixed projection
+    k_t     = normalize(M_k,c(x_t)),  v_t = normalize(M_v,c(x_t))
+    eta_t   = eta_max sigmoid(M_eta,c(x_t) + b_eta),  alpha_t = sigmoid(M_alpha,c(x_t) + b_alpha)
+    vhat_t  = M_box,c(v_t)                                           each memory makes its own values (Eq. 95)
     W_box,t = W_box,t-1 (alpha_t I - eta_t k_t k_t^T) - eta_t grad L(M_box,c; k_t, vhat_box,t)   (Eq. 96)
     L(M; k, vhat) = 1/2 ||M(k) - vhat||^2,   so   grad_W = (M_c(k_t) - M_c(v_t)) k_t^T
 
 for box in {k, v, mem, eta, alpha}, W_box being memory box's weights (below). M_c is the memory at
-the start of t's chunk: every read above (o, k, v, eta, alpha, vhat) and every gradient uses it
-(Eq. 90; the paper's index C ceil(t/C) read as "the last state of the previous chunk", as its text
-says), so a chunk's reads and gradients are computed in parallel; only the decay term
-W_{t-1}(alpha I - eta k k^T) is sequential inside a chunk, and SelfModifyingTitans.chunk_parallel
-turns it into one triangular solve and matrix products (parallel=False: token by token, the
-reference). With chunk_size=1, M_c = M_{t-1}: the token-by-token form of Eq. 94-96. With momentum beta > 0 the gradient term goes through
-S_t = beta S_{t-1} - eta_t grad, W_t = W_{t-1}(alpha_t I - eta_t k k^T) + S_t.
+the start of t's chunk (Eq. 90; the paper's index C ceil(t/C) read as "the last state of the previous
+chunk", as its text says): keys, values, eta, alpha, the self-generated values and every gradient
+of a chunk are taken there, so they are computed for the whole chunk at once. Only the decay term
+W_{t-1}(alpha I - eta k k^T) is sequential inside a chunk.
+
+The output reads M_mem,t, the memory after token t's own update: the dual form of Sun et al. 2024
+(TTT), which §8.2 says this update accepts, in which each token reads the weights as updated by
+its chunk's tokens up to itself while the gradients stay at the chunk start. Eq. 94 writes
+M_memory,t-1; the read of M_t is chosen to match titans.py (y_t = M_t(q_t)) and the delta-rule
+and linear-attention baselines (o_t = W_t q_t), so the models of one table differ in their update
+rule, not by a one-token shift of the read. The reads come out of the same triangular system that
+gives the chunk's end state (chunkwise.delta_chunk: no token loop; parallel=False runs the tokens
+one by one, the reference). With chunk_size=1, M_c = M_{t-1}: the token-by-token form of Eq. 94-96.
+With momentum beta > 0 the gradient term goes through S_t = beta S_{t-1} - eta_t grad,
+W_t = W_{t-1}(alpha_t I - eta_t k k^T) + S_t.
 
 The memories are residual and linear, M(x) = x + W x, where the paper uses the 2-layer residual MLP
 M(x) = x + W1 s(W2 x) (Eq. 89): one matrix W per memory has the closed-form update of Eq. 93, and
@@ -44,27 +52,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from nested_learning.errors import UserError
-from nested_learning.models.chunkwise import decay_matrix
+from nested_learning.models.chunkwise import delta_chunk, delta_tokens
 from nested_learning.models.cms import CMS
 from nested_learning.models.mixer_stack import CausalConv1d, MixerCMSLM, check_chunk, check_heads, warn_if_one_chunk
-from nested_learning.models.titans import merge_heads, per_sample, split_heads
+from nested_learning.models.titans import merge_heads, split_heads
 
 MEMORY_NAMES = ("k", "v", "mem", "eta", "alpha")
-
-
-def dgd_step(
-    memory: torch.Tensor, key: torch.Tensor, eta: torch.Tensor, alpha: torch.Tensor, error: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Eq. 96 for one token, in the closed form of Eq. 93: W (alpha I - eta k k^T) - eta e k^T.
-
-    memory (N, R, d): the memories' weights W; key (N, d); eta and alpha (N,); error (N, R): e, so
-    that e k^T is the gradient of the L2 objective (None: the decay term alone, when the gradient
-    goes through momentum instead). Both rank-1 terms share k^T and are applied in one product.
-    """
-    rows = torch.bmm(memory, key.unsqueeze(-1)).squeeze(-1)  # W k, (N, R)
-    if error is not None:
-        rows = rows + error
-    return torch.baddbmm(per_sample(alpha, memory) * memory, (-eta[:, None] * rows).unsqueeze(-1), key.unsqueeze(1))
 
 
 class SelfModifyingTitans(nn.Module):
@@ -111,7 +104,7 @@ class SelfModifyingTitans(nn.Module):
         eta_bias, alpha_bias = self.eta_bias.repeat(B), self.alpha_bias.repeat(B)  # (N,), head-minor like N
         memory = self.initial_state(B)  # (N, R, d)
         surprise = torch.zeros_like(memory) if self.momentum else None
-        update = self.chunk_parallel if self.parallel else self.token_steps
+        update = delta_chunk if self.parallel else delta_tokens
         out = []
         chunks = list(zip(x.split(self.chunk_size, dim=1), q.split(self.chunk_size, dim=1)))  # split: one backward op
         for i, (x_c, q_c) in enumerate(chunks):
@@ -119,61 +112,14 @@ class SelfModifyingTitans(nn.Module):
             k = F.normalize(reads[..., :d], dim=-1)
             v = F.normalize(reads[..., d : 2 * d], dim=-1)
             eta = self.eta_max * torch.sigmoid(reads[..., 3 * d] + eta_bias[:, None])  # (N, C)
-            alpha_logit = reads[..., 3 * d + 1] + alpha_bias[:, None]  # alpha_t = sigmoid(alpha_logit), (N, C)
-            out.append(q_c + q_c @ memory[:, 2 * d : 3 * d].transpose(1, 2))  # o_t = M_mem,c(q_t), (N, C, d)
-            if i == len(chunks) - 1:
-                break  # nothing reads the state after the last token
+            log_alpha = F.logsigmoid(reads[..., 3 * d + 1] + alpha_bias[:, None])  # log alpha_t, (N, C)
             error = self.read(memory, k - v)  # M_box,c(k_t) - vhat_box,t with vhat = M_box,c(v_t), (N, C, R)
-            memory, surprise = update(memory, surprise, k, eta, alpha_logit, error)
+            step = -eta.unsqueeze(-1) * error  # -eta_t grad, (N, C, R)
+            mem_read, memory, surprise = update(
+                memory, surprise, self.momentum, q_c, k, eta, log_alpha, step, rows=slice(2 * d, 3 * d), last=i == len(chunks) - 1
+            )
+            out.append(q_c + mem_read)  # o_t = M_mem,t(q_t) = q_t + W_mem,t q_t, (N, C, d)
         return merge_heads(torch.cat(out, dim=1), B)
-
-    def token_steps(self, memory, surprise, k, eta, alpha_logit, error):
-        """The chunk's state update token by token, Eq. 96 as written (the reference form)."""
-        alpha = torch.sigmoid(alpha_logit)
-        for i in range(k.shape[1]):
-            if surprise is None:
-                memory = dgd_step(memory, k[:, i], eta[:, i], alpha[:, i], error[:, i])
-            else:  # S_t = beta S_{t-1} - eta_t e_t k_t^T
-                grad_step = (-eta[:, i, None] * error[:, i]).unsqueeze(-1)
-                surprise = torch.baddbmm(surprise, grad_step, k[:, i].unsqueeze(1), beta=self.momentum)
-                memory = dgd_step(memory, k[:, i], eta[:, i], alpha[:, i]) + surprise
-        return memory, surprise
-
-    def chunk_parallel(self, memory, surprise, k, eta, alpha_logit, error):
-        """The chunk's state update with matrix products and one triangular solve (DeltaNet's UT form).
-
-        Tokens t = 1..C from W_0, S_0, with g_t = -eta_t e_t the gradient step and X_t what is added
-        at t (g_t k_t^T; with momentum S_t = beta^t S_0 + sum_{j<=t} beta^(t-j) g_j k_j^T):
-
-            W_t = alpha_t W_{t-1} - eta_t w_t k_t^T + X_t,    w_t = W_{t-1} k_t
-                = gamma_t W_0 + sum_{i<=t} (gamma_t / gamma_i)(X_i - eta_i w_i k_i^T),   gamma_t = prod_{s<=t} alpha_s
-
-        so w_t = W_{t-1} k_t solves the unit lower-triangular system
-            w_t + sum_{i<t} (gamma_{t-1} / gamma_i) eta_i (k_i . k_t) w_i = gamma_{t-1} W_0 k_t + sum_{i<t} (gamma_{t-1} / gamma_i) X_i k_t,
-        and then W_C is one product over the chunk.
-        """
-        log_alpha = F.logsigmoid(alpha_logit)  # (N, C)
-        total = log_alpha.cumsum(-1)
-        before = decay_matrix(log_alpha, strict=True)  # [t, i] = gamma_{t-1} / gamma_i for i < t, (N, C, C)
-        to_end = (total[:, -1:] - total).exp()  # gamma_C / gamma_i, (N, C)
-        keys = k @ k.transpose(1, 2)  # k_t . k_i, (N, C, C)
-        step = -eta.unsqueeze(-1) * error  # g_t, (N, C, R)
-        rhs = (total - log_alpha).exp().unsqueeze(-1) * (k @ memory.transpose(1, 2))  # gamma_{t-1} W_0 k_t, (N, C, R)
-        written, written_to_end = before, to_end  # weights of g_j k_j^T in W_{t-1} k_t and in W_C
-        if surprise is not None:
-            log_beta = log_alpha.new_full(log_alpha.shape[-1:], math.log(self.momentum))
-            lag = decay_matrix(log_beta)  # [i, j] = beta^(i - j), (C, C)
-            powers = log_beta.cumsum(-1).exp()  # beta^t, (C,)
-            written, written_to_end = before @ lag, to_end @ lag
-            rhs = rhs + (before @ powers).unsqueeze(-1) * (k @ surprise.transpose(1, 2))
-        rhs = rhs + (written * keys) @ step
-        w = torch.linalg.solve_triangular(before * keys * eta.unsqueeze(1), rhs, upper=False, unitriangular=True)
-        added = (written_to_end.unsqueeze(-1) * step - (eta * to_end).unsqueeze(-1) * w).transpose(1, 2) @ k  # (N, R, d)
-        new_memory = per_sample(total[:, -1].exp(), memory) * memory + added
-        if surprise is not None:
-            new_memory = new_memory + per_sample(to_end @ powers, surprise) * surprise
-            surprise = powers[-1] * surprise + (lag[-1].unsqueeze(-1) * step).transpose(1, 2) @ k
-        return new_memory, surprise
 
 
 class HopeNLLM(MixerCMSLM):

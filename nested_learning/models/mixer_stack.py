@@ -1,11 +1,17 @@
-"""The layer stack shared by the cms, titans and hope_nl models: a token mixer followed by CMS.
+"""The layer stack shared by the cms, titans, hope_nl, linear_attention and deltanet models: a token
+mixer followed by CMS, in one of two layouts.
 
+post-LN (norm_first=False; cms, titans, hope_nl):
     h = norm1(x + dropout(mixer(x)))      # mixer: causal conv | Titans memory | self-modifying Titans
     y = norm2(CMS(h))                     # CMS carries its own residuals (cms.py)
+pre-LN (norm_first=True; linear_attention, deltanet, as in Irie et al. 2023's layers.py):
+    h = x + dropout(mixer(norm1(x)))
+    y = h + (CMS(z) - z),  z = norm2(h)   # what CMS adds to its normalised input goes onto the residual stream
 
-This is the post-LN layout of the seed Transformer's blocks (transformer.py) with attention replaced
-by the mixer and the feed-forward by CMS, so the models differ only in the part under study. HOPE
-(Eq. 94-97) is this block with the self-modifying Titans mixer.
+The post-LN layout is the seed Transformer's (transformer.py) with attention replaced by the mixer
+and the feed-forward by CMS, so the models differ only in the part under study. HOPE (Eq. 94-97) is
+this block with the self-modifying Titans mixer. With one CMS level of period 1 the pre-LN block is
+exactly Irie et al.'s fast-weight layer followed by its residual feed-forward layer.
 """
 from __future__ import annotations
 
@@ -41,13 +47,17 @@ class CausalConv1d(nn.Module):
 
 
 class MixerCMSBlock(nn.Module):
-    def __init__(self, d_model: int, mixer: nn.Module, cms: CMS, dropout: float):
+    def __init__(self, d_model: int, mixer: nn.Module, cms: CMS, dropout: float, norm_first: bool = False):
         super().__init__()
-        self.mixer, self.cms = mixer, cms
+        self.mixer, self.cms, self.norm_first = mixer, cms, norm_first
         self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:  # (B, T, D) -> (B, T, D)
+        if self.norm_first:
+            h = x + self.dropout(self.mixer(self.norm1(x)))
+            z = self.norm2(h)
+            return h + (self.cms(z, valid) - z)
         h = self.norm1(x + self.dropout(self.mixer(x)))
         return self.norm2(self.cms(h, valid))
 
@@ -55,8 +65,8 @@ class MixerCMSBlock(nn.Module):
 class MixerCMSLM(CMSNet, nn.Module):
     """embedding -> n_layers x MixerCMSBlock -> linear head; token ids (B, T) -> logits (B, T, V).
 
-    No position table: every mixer here is causal and order-aware by construction (a convolution or
-    a recurrence over the sequence).
+    No position table: every mixer here is causal and reads the sequence as a recurrence (or a
+    convolution), which needs none; Irie et al. 2023 run their baselines without positional encodings.
     """
 
     def __init__(
@@ -67,12 +77,13 @@ class MixerCMSLM(CMSNet, nn.Module):
         make_mixer: Callable[[], nn.Module],
         make_cms: Callable[[], CMS],
         dropout: float,
+        norm_first: bool = False,
     ):
         super().__init__()
         if n_layers < 1:
             raise UserError(f"model.n_layers={n_layers}: must be an integer >= 1")
         self.embed = nn.Embedding(vocab_size, d_model)
-        self.blocks = nn.ModuleList(MixerCMSBlock(d_model, make_mixer(), make_cms(), dropout) for _ in range(n_layers))
+        self.blocks = nn.ModuleList(MixerCMSBlock(d_model, make_mixer(), make_cms(), dropout, norm_first) for _ in range(n_layers))
         self.head = nn.Linear(d_model, vocab_size)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:

@@ -257,14 +257,21 @@ class SeedHopeCell(nn.Module):
         return torch.stack(outputs, dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, T, D) -> mean of the tracks after each step, (B, T, U); same values as `forward_reference`."""
-        if self.controller_input == "token":
-            return ema_mean_scan(*self.token_gates(x))
-        D = self.input_size
-        weight = torch.cat([self.controller.weight, self.rate_adapter.weight])  # (U + k, D + k U)
-        bias = torch.cat([self.controller.bias, self.rate_adapter.bias])  # (U + k,)
-        proj = F.linear(x.transpose(0, 1), weight[:, :D], bias)  # (T, B, U + k)
-        return _TrackRecurrence.apply(proj, weight[:, D:], self.base_rates, self.rate_cap()).transpose(0, 1)
+        """x (B, T, D) -> mean of the tracks after each step, (B, T, U); same values as `forward_reference`.
+
+        In the parameters' dtype, autocast (trainer.precision=bf16-mixed) off: the fused recurrence writes into
+        float32 buffers and fails on bfloat16 projections, and in bfloat16's 8-bit mantissa a slow track's
+        step (rate 0.02 times h - s) rounds away near |s| = 1 whenever |h - s| < 0.1 (docs/hardware.md).
+        """
+        with torch.autocast(x.device.type, enabled=False):
+            x = x.to(self.controller.weight.dtype)  # the parameters' dtype: float32, or float64 in tests
+            if self.controller_input == "token":
+                return ema_mean_scan(*self.token_gates(x))
+            D = self.input_size
+            weight = torch.cat([self.controller.weight, self.rate_adapter.weight])  # (U + k, D + k U)
+            bias = torch.cat([self.controller.bias, self.rate_adapter.bias])  # (U + k,)
+            proj = F.linear(x.transpose(0, 1), weight[:, :D], bias)  # (T, B, U + k)
+            return _TrackRecurrence.apply(proj, weight[:, D:], self.base_rates, self.rate_cap()).transpose(0, 1)
 
     def rate_cap(self) -> torch.Tensor:
         """Upper clip of each track's rate, (k,). A protected slowest track gets cap r_k: its rate

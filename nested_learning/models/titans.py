@@ -29,16 +29,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from nested_learning.errors import UserError
-from nested_learning.models.chunkwise import decay_matrix
+from nested_learning.models.chunkwise import decay_matrix, per_sample
 from nested_learning.models.cms import CMS
 from nested_learning.models.mixer_stack import CausalConv1d, MixerCMSLM, check_chunk, check_heads, warn_if_one_chunk
 
 State = list[torch.Tensor]  # a memory's weights, each (N, ...) with N = batch x heads
-
-
-def per_sample(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """(N,) -> (N, 1, ..., 1), to scale each sample's weights."""
-    return value.view(-1, *([1] * (like.dim() - 1)))
 
 
 def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
@@ -122,13 +117,23 @@ class NeuralMemory(nn.Module):
     """
 
     def __init__(
-        self, d_model: int, n_heads: int, memory: str, d_hidden: int, chunk_size: int, conv_width: int, parallel: bool = True
+        self,
+        d_model: int,
+        n_heads: int,
+        memory: str,
+        d_hidden: int,
+        chunk_size: int,
+        conv_width: int,
+        parallel: bool = True,
+        theta_init: float = 1 / 32,
     ):
         super().__init__()
         d = check_heads(d_model, n_heads)
         check_chunk(chunk_size)
         if memory not in MEMORIES:
             raise UserError(f"model.memory={memory}: choose one of {', '.join(MEMORIES)}")
+        if not 0.0 < theta_init < 1.0:
+            raise UserError(f"model.theta_init={theta_init}: the initial inner learning rate must lie in (0, 1)")
         if memory == "mlp" and d_hidden < 1:
             raise UserError(f"model.d_hidden={d_hidden}: the mlp memory's hidden width must be an integer >= 1")
         self.n_heads, self.chunk_size, self.parallel = n_heads, chunk_size, parallel
@@ -136,11 +141,12 @@ class NeuralMemory(nn.Module):
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
         self.gates = nn.Linear(d_model, 3 * n_heads)  # per head: eta (surprise decay), theta (inner lr), alpha (forget)
         with torch.no_grad():
-            # Start by remembering: alpha near 0.02 (forget little), eta near 0.5, theta near 1 / (2 C). A chunk
-            # sums up to C gradients taken at one state, each weighted up to 1 / (1 - eta) = 2 through the
-            # momentum; theta = 1 / (2 C) keeps that summed step <= 1 for unit keys, where the linear memory's
-            # update stays a contraction. (With theta near 0.5 and C = 16 the memory overflowed within 512 tokens.)
-            theta_bias = -math.log(2 * chunk_size - 1)  # sigmoid(theta_bias) = 1 / (2 C); 0 for C = 1
+            # Start by remembering: alpha near 0.02 (forget little), eta near 0.5, theta near theta_init. The
+            # default 1/32 keeps the summed step of a 16-token chunk (16 gradients taken at one state, each
+            # weighted up to 1 / (1 - eta) = 2 through the momentum) <= 1 for unit keys, where the linear
+            # memory's update stays a contraction (with theta near 0.5 and C = 16 the memory overflowed within
+            # 512 tokens). It does not depend on the chunk size, so chunk sizes compare at one initial theta.
+            theta_bias = math.log(theta_init / (1 - theta_init))  # sigmoid(theta_bias) = theta_init
             self.gates.bias.view(3, n_heads).copy_(torch.tensor([[0.0], [theta_bias], [-4.0]]))
         self.memory = LinearMemory(n_heads, d) if memory == "linear" else MLPMemory(n_heads, d, d_hidden)
 
@@ -229,6 +235,7 @@ class TitansLM(MixerCMSLM):
         chunk_size: int = 16,
         conv_width: int = 4,
         parallel: bool = True,
+        theta_init: float = 1 / 32,
         d_ff: int = 128,
         n_layers: int = 2,
         periods: Sequence[int] = (1,),
@@ -244,7 +251,7 @@ class TitansLM(MixerCMSLM):
             vocab_size,
             d_model,
             n_layers,
-            make_mixer=partial(NeuralMemory, d_model, n_heads, memory, d_hidden, chunk_size, conv_width, parallel),
+            make_mixer=partial(NeuralMemory, d_model, n_heads, memory, d_hidden, chunk_size, conv_width, parallel, theta_init),
             make_cms=partial(CMS, d_model, d_ff, periods, level_lrs, cms_variant, dropout, cms_clock, cms_state, cms_inner_lr),
             dropout=dropout,
         )
