@@ -53,6 +53,8 @@ def build(cfg: DictConfig, key: str, tmp_path) -> None:
     elif key == "logger":
         assert hasattr(instantiate({**kwargs, "save_dir": str(tmp_path)}), "log_metrics")
     elif key == "trainer":
+        if kwargs["accelerator"] in ("gpu", "cuda") and not torch.cuda.is_available():
+            kwargs["accelerator"] = "cpu"  # the rest of a GPU trainer's options are built here all the same
         assert isinstance(instantiate({**kwargs, "default_root_dir": str(tmp_path)}), pl.Trainer)
     else:
         plugin = instantiate(kwargs) if kwargs["_target_"].startswith("hydra_plugins.") else None
