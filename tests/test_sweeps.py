@@ -76,7 +76,8 @@ def _printed_once(out: subprocess.CompletedProcess, line: str) -> bool:
 @pytest.mark.slow
 def test_rerun_and_resume_reproduce_both_matrices_and_print_each_line_once(tmp_path):
     run_dir = tmp_path / "run"
-    assert run_cli("model=hope", "epochs_per_task=2", "logger=none", f"hydra.run.dir={run_dir}").returncode == 0
+    job = ["model=hope", "epochs_per_task=2", "logger=none"]
+    assert run_cli(*job, f"hydra.run.dir={run_dir}").returncode == 0
     whole = _results(run_dir)
     out = _script("rerun.py", run_dir)
     assert out.returncode == 0, out.stderr
@@ -93,12 +94,13 @@ def test_rerun_and_resume_reproduce_both_matrices_and_print_each_line_once(tmp_p
     out = _script("rerun.py", run_dir)
     assert out.returncode == 1 and "DIFFERENT loss matrix:" in out.stdout and "DIFFERENT accuracy" not in out.stdout
 
-    # As if killed in Task_1 after the checkpoint Task_0's end wrote: resumed, it prints Task_1's line once.
-    (run_dir / "results.json").write_text(json.dumps(dict(whole, status="running", metrics=None)))
-    out = _script("resume.py", run_dir)
+    # Killed right after the checkpoint at Task_0's end: resumed, it prints Task_1's line once.
+    killed = tmp_path / "killed"
+    kill_at(job, killed, epoch=2, when="after")
+    out = _script("resume.py", killed)
     assert out.returncode == 0, out.stderr
     assert "hope finished Task_0" not in out.stdout and _printed_once(out, "hope finished Task_1 (2/2, step 8)")
-    resumed = _results(run_dir)
+    resumed = _results(killed)
     assert resumed["resumed"] == 1 and resumed["status"] == "complete"
     for key in ("accuracy_matrix", "loss_matrix"):
         assert resumed[key] == whole[key], key
