@@ -45,9 +45,8 @@ class MultirunSummary(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from nested_learning.config_checks import check_jobs, validate
-        from nested_learning.sweep_progress import grid_jobs
-
         from nested_learning.errors import UserError
+        from nested_learning.sweep_progress import grid_jobs
 
         jobs = None
         if config.hydra.sweeper._target_.endswith(".BasicSweeper"):
