@@ -4,6 +4,10 @@
 name the bad value and what is allowed.
 """
 
+# A failed sweep job's error, one line in the job's train.log only (conf/config.yaml routes it there;
+# the terminal has it from the job's own print): what the sweep summary gives as the job's reason.
+FAILURE_LOG = "nested_learning.failure"
+
 
 class UserError(Exception):
     """Bad input: an out-of-range option, an empty task, a path that is not a run directory."""

@@ -4,7 +4,7 @@
 
 RUN_DIR is any directory written by `nested_learning.train`, a single run or one job of a multirun.
 The new run goes to RUN_DIR/reruns/<time>; on the same machine, with no overrides, its accuracy
-matrix must equal the saved one exactly.
+and loss matrices must equal the saved ones exactly.
 """
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
+
+from omegaconf import OmegaConf
 
 from nested_learning.errors import UserError
 from nested_learning.overrides import layered
@@ -46,6 +48,7 @@ def replayed_overrides(config_sources: Sequence[Any], own: list[str]) -> list[st
 # directories are named after their overrides ("0_model=hope,seed=1"), and `=`, `,`, quotes and
 # brackets in an override's value need quoting that Hydra's grammar makes fragile.
 RUN_DIR_ENV = "NESTED_LEARNING_RUN_DIR"
+MATRICES = ("accuracy_matrix", "loss_matrix")  # what a re-run must reproduce exactly
 SWEEP_DIR_ENV = "NESTED_LEARNING_SWEEP_DIR"
 
 
@@ -62,11 +65,26 @@ def with_dirs(run_dir: Path | None = None, sweep_dir: Path | None = None) -> dic
     return env
 
 
+def saved_logging(config_dir: Path) -> list[str]:
+    """The run's terminal log level, from its saved hydra.yaml, as an override.
+
+    A replay composes the saved config.yaml, which holds no `hydra:` settings: without this, Hydra's
+    default console level (INFO) would print every progress line a second time, as a log record.
+    """
+    hydra_yaml = config_dir / "hydra.yaml"
+    if not hydra_yaml.is_file():
+        return []
+    key = "hydra.job_logging.handlers.console.level"
+    level = OmegaConf.select(OmegaConf.load(hydra_yaml), key, throw_on_resolution_failure=False)
+    return [] if level is None else [f"++{key}={level}"]  # ++: Hydra's default handler sets no level
+
+
 def replay_command(run_dir: Path, overrides: list[str], resume: bool | str = False) -> list[str]:
     """The train command that replays run_dir's saved config into $NESTED_LEARNING_RUN_DIR (see with_dirs)."""
+    config_dir = saved_config_dir(run_dir).resolve()
     return train_command([
-        "--config-path", str(saved_config_dir(run_dir).resolve()), "--config-name", "config",
-        f"hydra.run.dir=${{oc.env:{RUN_DIR_ENV}}}",
+        "--config-path", str(config_dir), "--config-name", "config",
+        f"hydra.run.dir=${{oc.env:{RUN_DIR_ENV}}}", *saved_logging(config_dir),
         # Explicit either way: a resumed run's saved config says resume=true.
         f"resume={str(resume).lower()}", *overrides,
     ])
@@ -89,10 +107,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: the re-run failed; see {new_dir}", file=sys.stderr)
         return 1
     fresh = load_results(new_dir)
-    if fresh["accuracy_matrix"] == saved["accuracy_matrix"]:
-        print(f"identical: the accuracy matrix of {new_dir} equals the saved one")
+    # Losses too: one scored token moves an accuracy by a few hundredths, so a small difference in the
+    # state a run starts from can leave every accuracy equal; it shows in the losses.
+    different = [key for key in MATRICES if fresh.get(key) != saved.get(key)]
+    if not different:
+        print(f"identical: the accuracy and loss matrices of {new_dir} equal the saved ones")
         return 0
-    print("DIFFERENT accuracy matrix:")
-    print(f"  saved:  {saved['accuracy_matrix']}")
-    print(f"  re-run: {fresh['accuracy_matrix']}")
+    for key in different:
+        print(f"DIFFERENT {key.replace('_', ' ')}:")
+        print(f"  saved:  {saved.get(key)}")
+        print(f"  re-run: {fresh.get(key)}")
     return 0 if args.overrides else 1  # with overrides a different matrix is expected, not a failure

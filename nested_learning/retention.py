@@ -22,6 +22,7 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_only
 from rich.console import Console
+from rich.markup import escape
 
 from nested_learning import metrics as M
 from nested_learning.data.datamodule import TaskSequenceDataModule
@@ -76,9 +77,12 @@ class RetentionCallback(pl.Callback):
         metric: str = "token",
         print_table: bool = True,
         console: Console | None = None,
+        tag: str | None = None,
     ):
-        """`record` holds what the run is (model, seed, config, provenance); measurements are added to it."""
+        """`record` holds what the run is (model, seed, config, provenance); measurements are added to it.
+        `tag` starts every line it prints (a sweep's "job 3"), so the lines of parallel jobs tell apart."""
         self.run_dir = Path(run_dir)
+        self.tag = tag
         self.split, self.metric = split, metric  # split None: the tasks' first split (resolved at the start)
         self.count_padding = count_padding
         self.every_epoch = every_epoch
@@ -200,16 +204,24 @@ class RetentionCallback(pl.Callback):
                     self.result["accuracy_matrices"].setdefault(split, {}).setdefault(metric, []).append(row)
                 self.result["loss_matrices"].setdefault(split, []).append(all_losses[split])
             self._log(trainer, {f"retention/after_{dm.task_names[i]}/{n}": a for n, a in zip(dm.task_names, accs)})
-            progress = (
+            if dm.schedule.stopped_early is not None:
+                self._say(f"stopped {dm.task_names[i]} after {dm.epochs[i]} of its {dm.schedule.caps[i]} epochs: "
+                          f"{rule_metric} accuracy on {self.split} {dm.schedule.stopped_early}")
+            self._say(
                 f"finished {dm.task_names[i]} ({i + 1}/{len(dm.task_names)}, step {trainer.global_step}): "
                 f"accuracy on it {accs[i]:.3f}, mean over all tasks {sum(accs) / len(accs):.3f}"
             )
-            if self.writes:
-                self.console.print(f"[bold]{self.result['model']}[/] {progress}")
-                log.info("%s %s", self.result["model"], progress)  # train.log keeps the run's progress too
         # Every evaluated epoch: results.json doubles as a progress record. A finished task's row is
         # written durably, except the last one, which on_train_end writes durably with the metrics.
         self.write(durable=task_end and epoch < dm.total_epochs - 1)
+
+    def _say(self, progress: str) -> None:
+        """One progress line about the model, on the terminal and in train.log (rank 0 only, under DDP)."""
+        if not self.writes:
+            return
+        tag = "" if self.tag is None else f"{self.tag}: "
+        self.console.print(f"{escape(tag)}[bold]{self.result['model']}[/] {escape(progress)}")
+        log.info("%s%s %s", tag, self.result["model"], progress)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: ContinualLM) -> None:
         if not self.writes:

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from nested_learning.errors import UserError
+from nested_learning.errors import FAILURE_LOG, UserError
 from nested_learning.metrics import learning_accuracy
 from nested_learning.overrides import override_key
 from nested_learning.report import accuracy_shown
@@ -52,7 +52,8 @@ def load_sweep(sweep_dir: str | Path, split: str | None = None, metric: str | No
     sweep = Sweep()
     for job in jobs:
         if results_path(job) is None:
-            sweep.failures.append((job.name, "no results.json (crashed before the first task ended, or still running)"))
+            sweep.failures.append((job.name, logged_failure(job) or
+                                   "no results.json (crashed before the first task ended, or still running)"))
             continue
         try:
             result = load_results(job)
@@ -72,6 +73,16 @@ def load_sweep(sweep_dir: str | Path, split: str | None = None, metric: str | No
             result["metrics"]["la"] = learning_accuracy(result["accuracy_matrix"])  # written before LA was recorded
         sweep.runs.append(result)
     return sweep
+
+
+def logged_failure(job: Path) -> str | None:
+    """The error a failed job logged (train.py, FAILURE_LOG) as the last such line of its train.log, if any."""
+    marker = f"[{FAILURE_LOG}][ERROR] - "
+    try:
+        lines = (job / "train.log").read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    return next((line.split(marker, 1)[1] for line in reversed(lines) if marker in line), None)
 
 
 def _short_number(override: str) -> str:

@@ -27,75 +27,15 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
-from nested_learning.errors import SweepError, UserError
-from nested_learning.models.rates import check_rates
+from nested_learning.config_checks import apply_model_overrides, check_options, epoch_schedule, validate
+from nested_learning.errors import FAILURE_LOG, SweepError, UserError
 from nested_learning.overrides import without_key
 from nested_learning.rerun import replayed_overrides
 
 log = logging.getLogger("nested_learning")
 STARTED = time.time()  # before Hydra creates the run directory: what this process wrote is newer
-METRIC_NAMES = ("acc", "bwt", "fwt", "forgetting")
-
-
-_MISSING = object()
-
-
-def apply_model_overrides(cfg: DictConfig) -> None:
-    """`model_overrides.<model name>` holds dotted keys to set for that model only (e.g. its seed budget).
-
-    Each key must already exist, so a misspelt one is an error rather than a setting that does nothing.
-    """
-    name = cfg.model.name
-    specific = (cfg.get("model_overrides") or {}).get(name) or {}
-    with open_dict(cfg):
-        for key, value in specific.items():
-            if OmegaConf.select(cfg, key, default=_MISSING) is _MISSING:
-                raise UserError(f"model_overrides.{name}: {key!r} is not a config key; give dotted keys such as optimizer.lr")
-            OmegaConf.update(cfg, key, value, merge=True)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-# Top-level settings whose type Hydra cannot check (they are plain YAML): key, test, what is allowed.
-CHECKS = (
-    ("seed", _is_int, "an integer"),
-    ("batch_size", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
-    ("epochs_per_task", lambda v: _is_int(v) or (isinstance(v, list) and all(_is_int(e) for e in v)),
-     "an integer or a list of integers, one per task"),
-    ("optimizer.lr", lambda v: _is_number(v) and v > 0, "a number > 0"),
-    ("threads", lambda v: v is None or (_is_int(v) and v >= 1), "null or an integer >= 1"),
-    ("checkpoint_every_s", lambda v: v is None or (_is_number(v) and v >= 0), "null or a number of seconds >= 0"),
-    ("stopping.target", lambda v: v is None or (_is_number(v) and 0 < v <= 1), "null or a number in (0, 1]"),
-    ("stopping.patience", lambda v: v is None or (_is_int(v) and v >= 1), "null or an integer >= 1"),
-    ("stopping.metric", lambda v: v in (None, "token", "sequence"), "null (eval.metric), token or sequence"),
-    ("stopping.min_delta", lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
-    ("eval.count_padding", lambda v: isinstance(v, bool), "true or false"),
-    ("eval.every_epoch", lambda v: isinstance(v, bool), "true or false"),
-    ("eval.metric", lambda v: v in ("token", "sequence"), "token or sequence"),
-    ("eval.split", lambda v: v is None or isinstance(v, str), "null (the tasks' first split) or a split name"),
-    ("objective", lambda v: isinstance(v, list) and len(v) >= 1 and all(m in METRIC_NAMES for m in v),
-     f"a list of metrics from {', '.join(METRIC_NAMES)}"),
-    ("resume", lambda v: isinstance(v, bool) or v == "auto", "true, false or auto"),
-)
-
-
-def validate(cfg: DictConfig) -> None:
-    for key, ok, allowed in CHECKS:
-        value = OmegaConf.select(cfg, key)
-        if OmegaConf.is_config(value):
-            value = OmegaConf.to_container(value)
-        if not ok(value):
-            raise UserError(f"{key}={value!r}: must be {allowed}")
-    if cfg.model.get("rates") is not None:
-        check_rates(OmegaConf.to_container(cfg.model.rates))
 
 
 def quiet_lightning() -> None:
@@ -145,12 +85,13 @@ def build_model(cfg: DictConfig, sequence: Any) -> tuple[Any, Any, Any]:
 
 
 def build(cfg: DictConfig, run_dir: Path, record: dict[str, Any], print_table: bool = True, progress: bool = False,
-          sequence: Any = None, purge_step: int | None = None):
+          sequence: Any = None, purge_step: int | None = None, tag: str | None = None):
     """Instantiate data, network, module, callbacks, logger and trainer from a resolved config.
 
     `sequence`: the config's task sequence when the caller has built it already (run() does, to check it early).
     `purge_step`: TensorBoard hides the events an interrupted run logged from this step on (0 when
     it starts over; None for a new run).
+    `tag`: what starts the run's progress lines (a sweep's "job 3").
     """
     import pytorch_lightning as pl
     import torch
@@ -167,7 +108,7 @@ def build(cfg: DictConfig, run_dir: Path, record: dict[str, Any], print_table: b
     # Stated apart from `config` so a reader of results.json sees at once how the model was trained.
     record["strategy"] = {"name": cfg.strategy.name, **{k: v for k, v in cfg.strategy.items() if k not in ("name", "_target_")}}
     retention = RetentionCallback(run_dir, record, cfg.eval.count_padding, cfg.eval.every_epoch, cfg.eval.split,
-                                  cfg.eval.metric, print_table)
+                                  cfg.eval.metric, print_table, tag=tag)
     logger = False
     if cfg.get("logger"):
         logger = instantiate(cfg.logger, **({} if purge_step is None else {"purge_step": purge_step}))
@@ -198,10 +139,11 @@ def build(cfg: DictConfig, run_dir: Path, record: dict[str, Any], print_table: b
 
 
 def run(cfg: DictConfig, run_dir: Path, overrides: list[str], print_table: bool = True, progress: bool = False,
-        multirun: bool = False) -> dict[str, Any]:
+        multirun: bool = False, tag: str | None = None) -> dict[str, Any]:
     """One training run; returns the results record (also written to run_dir/results.json by rank 0).
 
     `multirun`: the run is a job of a sweep, where a DDP run that Lightning would re-launch is refused.
+    `tag`: the job's name on its progress lines (parallel jobs' lines interleave).
 
     Everything that can be checked without torch and Lightning (config values, rates, the task
     sequence) is checked before they are imported, so bad input fails in about a second.
@@ -209,8 +151,10 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], print_table: bool 
     apply_model_overrides(cfg)
     OmegaConf.resolve(cfg)
     validate(cfg)
+    check_options(cfg, "task")
     with constructor_errors():
         sequence = instantiate(cfg.task, _convert_="all")
+    epoch_schedule(cfg.epochs_per_task, len(sequence.tasks))
     if cfg.eval.split is not None and cfg.eval.split not in sequence.split_names:
         raise UserError(f"eval.split={cfg.eval.split!r}: task sequence {sequence.name!r} has the splits "
                         f"{', '.join(sequence.split_names)}")
@@ -221,6 +165,8 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], print_table: bool 
     from nested_learning import provenance
 
     quiet_lightning()
+    for group in ("model", "strategy", "optimizer"):
+        check_options(cfg, group)
     from nested_learning.distributed import refuse_unsupported, set_process_group_environment, wait_for_ranks
     from nested_learning.resume import describe_position, finished_epochs, plan_resume
 
@@ -246,7 +192,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], print_table: bool 
              ", ".join(t.name for t in sequence.tasks), cfg.seed, cfg.epochs_per_task, run_dir)
     with constructor_errors():
         trainer, module, datamodule, retention = build(cfg, run_dir, record, print_table, progress, sequence,
-                                                       plan.tensorboard_purge_step)
+                                                       plan.tensorboard_purge_step, tag)
     refuse_unsupported(cfg, trainer, multirun)
     if trainer.world_size > 1:
         set_process_group_environment(cfg.trainer, cfg.get("threads"))  # before Lightning starts the ranks, in fit
@@ -310,27 +256,34 @@ def main(cfg: DictConfig) -> list[float] | float | None:
     rank = process_rank()
     if rank:  # a DDP rank other than 0 runs silently: rank 0 speaks and writes
         log.setLevel(logging.WARNING)
+    tag = None
     if multirun:
         from nested_learning.sweep_progress import announce_job
 
         announce_job(hydra_cfg)
+        tag = f"job {hydra_cfg.job.num + 1}"  # on its lines, which parallel jobs (joblib) interleave
     try:
         # How a run was started (resume=...) is no part of what it is: not in its record, label or directory name.
         overrides = replayed_overrides(hydra_cfg.runtime.config_sources, without_key(list(hydra_cfg.overrides.task), "resume"))
-        result = run(cfg, run_dir, overrides, print_table=not multirun, progress=live_progress(multirun), multirun=multirun)
+        result = run(cfg, run_dir, overrides, print_table=not multirun, progress=live_progress(multirun),
+                     multirun=multirun, tag=tag)
     except UserError as err:
-        if not rank:  # every rank meets bad input alike (the non-finite loss check too): rank 0 says it
-            print(f"error: {err}", file=sys.stderr)
+        # every rank meets bad input alike (the non-finite loss check too): rank 0 says it
         if multirun and not isinstance(err, SweepError):
+            if not rank:
+                print(f"error: {tag}: {err}", file=sys.stderr)
+                logging.getLogger(FAILURE_LOG).error("%s", err)
             return sweeper_value({}, objective_names(cfg))  # the summary lists the job as failed
         if not rank:
+            print(f"error: {err}", file=sys.stderr)
             remove_if_unused(run_dir)
         sys.exit(2)
-    except Exception:
+    except Exception as err:
         if not multirun:
             raise
         # Any other failure of one job: its results.json says "failed"; the sweep and its summary go on.
         log.exception("job %s failed", run_dir.name)
+        logging.getLogger(FAILURE_LOG).error("%s: %s", type(err).__name__, err)
         return sweeper_value({}, objective_names(cfg))
     if not multirun and not rank:
         say_where(run_dir)
@@ -353,4 +306,6 @@ def sweeper_value(result: dict[str, Any], objective: list[str]) -> list[float] |
 
 
 if __name__ == "__main__":
-    main()
+    from nested_learning.command_line import run_app
+
+    sys.exit(run_app(main))

@@ -1,4 +1,4 @@
-"""Re-run a run from its saved config and report whether the accuracy matrix is identical.
+"""Re-run a run from its saved config and report whether its accuracy and loss matrices are identical.
 
     python scripts/rerun.py RUN_DIR [key=value ...]
 """

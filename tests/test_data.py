@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from nested_learning.data.datamodule import TaskSequenceDataModule, epoch_schedule
+from nested_learning.config_checks import epoch_schedule
+from nested_learning.data.datamodule import TaskSequenceDataModule
 from nested_learning.data.tasks import from_sentences
 from nested_learning.data.vocab import Vocabulary
 from nested_learning.errors import UserError
@@ -54,10 +55,12 @@ def test_empty_task_and_empty_sentence_name_the_field():
 def test_epochs_per_task_schedule_and_errors():
     assert epoch_schedule(3, 2) == [3, 3]
     assert epoch_schedule([1, 4], 2) == [1, 4]
-    with pytest.raises(UserError, match="one per task"):
+    with pytest.raises(UserError) as err:
         epoch_schedule([1, 2, 3], 2)
-    with pytest.raises(UserError, match="at least 1 epoch"):
+    assert str(err.value) == "epochs_per_task=[1, 2, 3]: give one integer or 2 (one per task)"
+    with pytest.raises(UserError) as err:
         epoch_schedule([0, 2], 2)
+    assert str(err.value) == "epochs_per_task=[0, 2]: must be an integer >= 1, or a list of them, one per task"
 
 
 def test_data_module_serves_the_task_of_the_epoch():

@@ -93,9 +93,11 @@ def test_a_killed_sweep_is_finished_and_its_jobs_rerun_and_resume_in_odd_paths(t
     # A job of the odd sweep, re-run from its saved config.
     rerun = _script("rerun.py", copy / jobs[2])
     assert rerun.returncode == 0, rerun.stderr
-    assert "identical: the accuracy matrix" in rerun.stdout
+    assert "identical: the accuracy and loss matrices" in rerun.stdout
     # ... recording the job's overrides, so that a summary of reruns labels and groups it like the job.
     (rerun_dir,) = (copy / jobs[2] / "reruns").iterdir()
+    for key in ("accuracy_matrix", "loss_matrix"):
+        assert _results(rerun_dir)[key] == _results(copy / jobs[2])[key], key
     assert _results(rerun_dir)["overrides"] == _results(copy / jobs[2])["overrides"]
     assert "seed=2" in _results(copy / jobs[2])["overrides"]
 
@@ -128,12 +130,20 @@ def test_a_run_killed_before_its_first_checkpoint_says_so_and_restarts(tmp_path)
 
 @pytest.mark.slow
 def test_a_sweep_with_a_failed_job_exits_1_after_running_every_job_and_summarising(tmp_path):
-    out = run_cli("-m", "model=hope", "optimizer.lr=-1,1e-3", "epochs_per_task=1", "logger=none", f"hydra.sweep.dir={tmp_path}")
+    # commute4 has four tasks: two epoch counts are wrong for it, found when its job builds them.
+    out = run_cli("-m", "model=hope", "task=commute4,commute", "epochs_per_task=[1,1]", "logger=none",
+                  "hydra/launcher=joblib", f"hydra.sweep.dir={tmp_path}")
     assert out.returncode == 1
     assert "1 of 2 jobs failed or did not finish: exit status 1" in out.stdout
+    why = "epochs_per_task=[1, 1]: give one integer or 4 (one per task)"
+    assert f"error: job 1: {why}" in out.stderr.splitlines()
     (good,) = tmp_path.glob("1_*")
     assert _results(good)["status"] == "complete"
-    assert "1 finished runs, 1 failed" in (tmp_path / "summary.md").read_text()
+    # joblib's jobs run side by side: each progress line says whose it is
+    assert "job 2: hope finished Task_1 (2/2, step 4): accuracy on it" in out.stdout
+    summary = (tmp_path / "summary.md").read_text()
+    (failed,) = tmp_path.glob("0_*")
+    assert "1 finished runs, 1 failed" in summary and f"- `{failed.name}`: {why}" in summary.splitlines()
 
 
 @pytest.mark.slow
@@ -144,7 +154,7 @@ def test_a_trial_of_an_optuna_search_reruns_and_the_search_finishes(tmp_path):
     assert optuna.returncode == 0, optuna.stderr
     rerun = _script("rerun.py", next(search.glob("0_*")))
     assert rerun.returncode == 0, rerun.stderr
-    assert "identical: the accuracy matrix" in rerun.stdout
+    assert "identical: the accuracy and loss matrices" in rerun.stdout
     # The last trial as if the search had been killed before it: the seeded sampler, fed the same
     # results, proposes the same trial again.
     (last,) = search.glob("1_*")

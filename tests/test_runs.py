@@ -83,16 +83,22 @@ def test_a_run_says_where_it_wrote_logs_to_train_log_and_shows_no_bar_when_piped
 
 
 @pytest.mark.slow
-def test_nan_loss_keeps_finished_rows(tmp_path):
-    # lr=inf turns the weights to NaN after the first step of the second task's data
-    out = run_cli("model=hope", "epochs_per_task=[1,1]", "optimizer.lr=1e30", f"paths.output_root={tmp_path}")
+def test_nan_loss_keeps_finished_rows(run_in_process, tmp_path):
+    # EWC's penalty at lam=1e300 is inf (in float32) times 0 at Task_1's first step: NaN there, not before.
+    job = ["model=hope", "epochs_per_task=[1,1]", "strategy=ewc"]
+    out = run_cli(*job, "strategy.lam=1e300", "logger=none", f"paths.output_root={tmp_path}")
     assert out.returncode == 2, out.stderr
     line = out.stderr.strip().splitlines()[-1]
-    assert line.startswith("error: training loss is nan") and "optimizer.lr" in line
+    # Task_0 took 2 steps (its 4 sentences x 32 repeats, batch 64): the loss of step 2 is Task_1's first.
+    assert line == "error: training loss is nan at step 2 (Task_1); lower optimizer.lr (now 0.001) or check the data"
     (results,) = tmp_path.glob("runs/*/results.json")
     saved = json.loads(results.read_text())
     assert saved["status"] == "failed" and "NonFiniteLossError" in saved["error"]
-    assert len(saved["initial_accuracy"]) == 2
+    assert saved["epochs_taken"] == [1] and len(saved["initial_accuracy"]) == 2
+    # Task_0's row is kept, and it is the row a run that does not diverge measures (the penalty is 0 until Task_1)
+    finite = run_in_process(*job, "strategy.lam=1", run_dir=tmp_path / "finite")
+    assert saved["accuracy_matrix"] == finite["accuracy_matrix"][:1]
+    assert saved["loss_matrix"] == finite["loss_matrix"][:1]
 
 
 @pytest.mark.slow
@@ -111,7 +117,11 @@ def test_readme_main_command_runs(tmp_path):
 @pytest.mark.parametrize("override,message", [
     ("seed=abc", "seed='abc': must be an integer"),
     ("batch_size=1.5", "batch_size=1.5: must be an integer >= 1"),
-    ("epochs_per_task=2.5", "epochs_per_task=2.5: must be an integer or a list of integers, one per task"),
+    ("epochs_per_task=2.5", "epochs_per_task=2.5: must be an integer >= 1, or a list of them, one per task"),
+    ("epochs_per_task=[3,0]", "epochs_per_task=[3, 0]: must be an integer >= 1, or a list of them, one per task"),
+    ("epochs_per_task=[3,3,3]", "epochs_per_task=[3, 3, 3]: give one integer or 2 (one per task)"),
+    ("reset_optimizer=2", "reset_optimizer=2: must be true or false"),
+    ("summary.reference=[a]", "summary.reference=['a']: must be null, a model name or one override key=value"),
     ("optimizer.lr=-1", "optimizer.lr=-1: must be a number > 0"),
     ("eval.count_padding=maybe", "eval.count_padding='maybe': must be true or false"),
     ("+model_overrides.hope.epochs_per_tsk=5", "model_overrides.hope: 'epochs_per_tsk' is not a config key"),

@@ -12,16 +12,21 @@ from .conftest import assert_resume_matches, kill_at, run_cli
 
 
 def test_rule_on_scripted_accuracies():
+    def stops(rule: StoppingRule, history: list[float]) -> bool:
+        return rule.reason(history) is not None
+
     target = StoppingRule(target=0.9)
-    assert [target.should_stop([0.5, a]) for a in (0.89, 0.9, 1.0)] == [False, True, True]
+    assert [stops(target, [0.5, a]) for a in (0.89, 0.9, 1.0)] == [False, True, True]
+    assert target.reason([0.5, 0.9375]) == "reached 0.938 (stopping.target=0.9)"
     patience = StoppingRule(patience=2)
-    assert not patience.should_stop([0.3, 0.5, 0.5])  # one epoch without a new best (a tie is no improvement)
-    assert patience.should_stop([0.3, 0.5, 0.5, 0.4])  # two
-    assert not patience.should_stop([0.3, 0.5, 0.4, 0.6])  # a new best resets the count
-    assert not StoppingRule().active and not StoppingRule().should_stop([1.0])
+    assert not stops(patience, [0.3, 0.5, 0.5])  # one epoch without a new best (a tie is no improvement)
+    assert patience.reason([0.3, 0.5, 0.5, 0.4]) == (  # two
+        "has not beaten its best, 0.500 after epoch 2, for 2 epochs (stopping.patience=2, min_delta=0)")
+    assert not stops(patience, [0.3, 0.5, 0.4, 0.6])  # a new best resets the count
+    assert not StoppingRule().active and not stops(StoppingRule(), [1.0])
     slow = StoppingRule(patience=2, min_delta=0.01)  # gains of at most 0.01 are no new best
-    assert slow.should_stop([0.5, 0.505, 0.51]) and not slow.should_stop([0.5, 0.505, 0.52])
-    assert not slow.should_stop([0.5, 0.52, 0.525]) and slow.should_stop([0.5, 0.52, 0.525, 0.53])
+    assert stops(slow, [0.5, 0.505, 0.51]) and not stops(slow, [0.5, 0.505, 0.52])
+    assert not stops(slow, [0.5, 0.52, 0.525]) and stops(slow, [0.5, 0.52, 0.525, 0.53])
 
 
 def test_schedule_places_tasks_by_the_epochs_they_took():
@@ -39,6 +44,14 @@ def test_schedule_places_tasks_by_the_epochs_they_took():
         partial.end_epoch(acc)
     restored.load_state_dict(partial.state_dict())  # as a checkpoint carries it
     assert restored.epochs == [2, 3, 5] and [restored.end_epoch(a) for a, _ in script[3:]] == [d for _, d in script[3:]]
+
+
+def test_schedule_says_why_a_task_stopped_before_its_cap():
+    schedule = TaskSchedule([4, 2], StoppingRule(target=0.9))
+    assert [schedule.end_epoch(a) for a in (0.5, 0.95)] == [False, True]
+    assert schedule.stopped_early == "reached 0.950 (stopping.target=0.9)"
+    assert [schedule.end_epoch(a) for a in (0.1, 0.2)] == [False, True]
+    assert schedule.stopped_early is None  # it ended at its cap: the rule did not fire
 
 
 def test_without_a_rule_every_task_runs_to_its_cap():
@@ -73,7 +86,7 @@ def test_stopped_tasks_resume_exactly_after_sigkill(tmp_path):
 ])
 def test_bad_stopping_values_are_one_line_errors(override, message):
     from nested_learning.errors import UserError
-    from nested_learning.train import validate
+    from nested_learning.config_checks import validate
 
     from .conftest import compose_config
 

@@ -49,10 +49,6 @@ def _results(run_dir):
     return json.loads((run_dir / "results.json").read_text())
 
 
-def _matrix(run_dir):
-    return _results(run_dir)["accuracy_matrix"]
-
-
 @pytest.mark.slow
 def test_no_state_leaks_between_jobs_with_either_launcher_and_a_joblib_job_reruns(tmp_path):
     job = ["model=transformer", "epochs_per_task=2"]  # dropout: the most RNG-sensitive model
@@ -62,19 +58,52 @@ def test_no_state_leaks_between_jobs_with_either_launcher_and_a_joblib_job_rerun
         out = run_cli("-m", *job, "seed=0,1", f"hydra/launcher={launcher}", f"hydra.sweep.dir={tmp_path / launcher}")
         assert out.returncode == 0, out.stderr
         (second,) = (tmp_path / launcher).glob("1_*")
-        assert _matrix(second) == _matrix(tmp_path / "alone"), launcher
+        for key in ("accuracy_matrix", "loss_matrix"):
+            assert _results(second)[key] == _results(tmp_path / "alone")[key], (launcher, key)
     rerun = subprocess.run([sys.executable, str(REPO / "scripts" / "rerun.py"), str(second)], capture_output=True, text=True)
-    assert rerun.returncode == 0 and "identical: the accuracy matrix" in rerun.stdout, rerun.stderr  # a joblib job
+    assert rerun.returncode == 0 and "identical: the accuracy and loss matrices" in rerun.stdout, rerun.stderr  # a joblib job
+
+
+def _script(name, *args):
+    return subprocess.run([sys.executable, str(REPO / "scripts" / name), *map(str, args)], capture_output=True, text=True)
+
+
+def _printed_once(out: subprocess.CompletedProcess, line: str) -> bool:
+    """`line` printed exactly once, and no progress line printed again as a log record ("[time][logger][INFO] - ...")."""
+    return out.stdout.count(line) == 1 and "][INFO] - " not in out.stdout + out.stderr
 
 
 @pytest.mark.slow
-def test_rerun_reproduces_the_matrix(tmp_path):
-    assert run_cli("model=hope", "epochs_per_task=2", f"hydra.run.dir={tmp_path / 'run'}").returncode == 0
-    out = subprocess.run([sys.executable, str(REPO / "scripts" / "rerun.py"), str(tmp_path / "run")], capture_output=True, text=True)
+def test_rerun_and_resume_reproduce_both_matrices_and_print_each_line_once(tmp_path):
+    run_dir = tmp_path / "run"
+    job = ["model=hope", "epochs_per_task=2", "logger=none"]
+    assert run_cli(*job, f"hydra.run.dir={run_dir}").returncode == 0
+    whole = _results(run_dir)
+    out = _script("rerun.py", run_dir)
     assert out.returncode == 0, out.stderr
-    assert "identical: the accuracy matrix" in out.stdout
-    (new,) = (tmp_path / "run" / "reruns").iterdir()
-    assert _matrix(new) == _matrix(tmp_path / "run")
+    assert "identical: the accuracy and loss matrices" in out.stdout
+    assert _printed_once(out, "hope finished Task_0 (1/2, step 4)") and _printed_once(out, "hope finished Task_1 (2/2")
+    (new,) = (run_dir / "reruns").iterdir()
+    for key in ("accuracy_matrix", "loss_matrix"):
+        assert _results(new)[key] == whole[key], key
+
+    # A loss that differs in its last digits, with every accuracy equal, is a failed reproduction.
+    tampered = json.loads(json.dumps(whole))
+    tampered["loss_matrix"][1][0] += 1e-12
+    (run_dir / "results.json").write_text(json.dumps(tampered))
+    out = _script("rerun.py", run_dir)
+    assert out.returncode == 1 and "DIFFERENT loss matrix:" in out.stdout and "DIFFERENT accuracy" not in out.stdout
+
+    # Killed right after the checkpoint at Task_0's end: resumed, it prints Task_1's line once.
+    killed = tmp_path / "killed"
+    kill_at(job, killed, epoch=2, when="after")
+    out = _script("resume.py", killed)
+    assert out.returncode == 0, out.stderr
+    assert "hope finished Task_0" not in out.stdout and _printed_once(out, "hope finished Task_1 (2/2, step 8)")
+    resumed = _results(killed)
+    assert resumed["resumed"] == 1 and resumed["status"] == "complete"
+    for key in ("accuracy_matrix", "loss_matrix"):
+        assert resumed[key] == whole[key], key
 
 
 def test_rerun_rejects_a_path_that_is_not_a_run(tmp_path):

@@ -14,6 +14,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from nested_learning.config_checks import epoch_schedule
 from nested_learning.data.tasks import TaskSequence
 from nested_learning.data.vocab import Vocabulary
 from nested_learning.distributed import rank_share
@@ -24,16 +25,6 @@ class ChoosesTrainingData(Protocol):
     """What the data module asks of a strategy (strategies/base.py), which in turn knows this module."""
 
     def train_loader(self, data: TaskSequenceDataModule, task: int, epoch: int) -> DataLoader: ...
-
-
-def epoch_schedule(epochs_per_task: int | Sequence[int], num_tasks: int) -> list[int]:
-    """Per-task epoch counts from one int (same for every task) or one int per task."""
-    counts = [int(epochs_per_task)] * num_tasks if isinstance(epochs_per_task, int) else [int(e) for e in epochs_per_task]
-    if len(counts) != num_tasks:
-        raise UserError(f"epochs_per_task={list(counts)}: give one integer or {num_tasks} (one per task)")
-    if any(c < 1 for c in counts):
-        raise UserError(f"epochs_per_task={counts}: every task needs at least 1 epoch")
-    return counts
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -59,17 +50,20 @@ class StoppingRule:
     def active(self) -> bool:
         return self.target is not None or self.patience is not None
 
-    def should_stop(self, history: Sequence[float]) -> bool:
-        """`history`: the task's validation accuracy after each of its epochs so far."""
+    def reason(self, history: Sequence[float]) -> str | None:
+        """Why the rule stops the task after `history`, its validation accuracy after each of its epochs
+        so far ('reached 0.962 (stopping.target=0.95)'); None while it goes on."""
         if self.target is not None and history[-1] >= self.target:
-            return True
+            return f"reached {history[-1]:.3f} (stopping.target={self.target:g})"
         if self.patience is not None:
             best = 0  # the epoch of the best value so far; a tie or a gain of at most min_delta is no new best
             for epoch, value in enumerate(history):
                 if value > history[best] + self.min_delta:
                     best = epoch
-            return len(history) - 1 - best >= self.patience
-        return False
+            if len(history) - 1 - best >= self.patience:
+                return (f"has not beaten its best, {history[best]:.3f} after epoch {best + 1}, for {self.patience} "
+                        f"epochs (stopping.patience={self.patience}, min_delta={self.min_delta:g})")
+        return None
 
 
 class TaskSchedule:
@@ -85,6 +79,7 @@ class TaskSchedule:
         self.caps, self.rule = caps, rule
         self.taken: list[int] = []  # epochs each finished task took
         self.history: list[float | None] = []  # the current task's validation accuracy after each of its epochs
+        self.stopped_early: str | None = None  # the rule's reason, when the task that just ended stopped before its cap
 
     @property
     def epochs(self) -> list[int]:
@@ -94,7 +89,9 @@ class TaskSchedule:
         """Record an epoch of the current task and its validation accuracy (None: not measured, no
         rule); True when the task ends with it."""
         self.history.append(accuracy)
-        done = len(self.history) == self.caps[len(self.taken)] or (self.rule.active and self.rule.should_stop(self.history))
+        at_cap = len(self.history) == self.caps[len(self.taken)]
+        self.stopped_early = None if at_cap or not self.rule.active else self.rule.reason(self.history)
+        done = at_cap or self.stopped_early is not None
         if done:
             self.taken.append(len(self.history))
             self.history = []

@@ -54,7 +54,7 @@ from torch import nn
 from nested_learning.errors import UserError
 from nested_learning.models.chunkwise import delta_chunk, delta_tokens
 from nested_learning.models.cms import CMS
-from nested_learning.models.mixer_stack import CausalConv1d, MixerCMSLM, check_chunk, check_heads
+from nested_learning.models.mixer_stack import CausalConv1d, MixerCMSLM, check_chunk, check_heads, warn_if_one_chunk
 from nested_learning.models.titans import merge_heads, split_heads
 
 MEMORY_NAMES = ("k", "v", "mem", "eta", "alpha")
@@ -146,7 +146,7 @@ class HopeNLLM(MixerCMSLM):
         cms_inner_lr: float | Sequence[float] = 1e-3,
         dropout: float = 0.1,
     ):
-        del max_len  # a recurrence needs no position table
+        warn_if_one_chunk(chunk_size, max_len)  # a recurrence needs no position table: max_len serves this check only
         super().__init__(
             vocab_size,
             d_model,

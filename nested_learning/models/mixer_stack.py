@@ -15,6 +15,7 @@ exactly Irie et al.'s fast-weight layer followed by its residual feed-forward la
 """
 from __future__ import annotations
 
+import logging
 from typing import Callable
 
 import torch
@@ -23,6 +24,8 @@ from torch import nn
 from nested_learning.data.vocab import Vocabulary
 from nested_learning.errors import UserError
 from nested_learning.models.cms import CMS, CMSNet
+
+log = logging.getLogger(__name__)
 
 
 class CausalConv1d(nn.Module):
@@ -101,3 +104,14 @@ def check_heads(d_model: int, n_heads: int) -> int:
 def check_chunk(chunk_size: int) -> None:
     if chunk_size < 1:
         raise UserError(f"model.chunk_size={chunk_size}: must be an integer >= 1 (tokens per memory update chunk)")
+
+
+def warn_if_one_chunk(chunk_size: int, max_len: int) -> None:
+    """Every position of a chunk reads the memory as the chunk found it (Titans §3.2, NL Eq. 90), so a
+    chunk that holds a whole input sequence leaves every in-context update unread: say so."""
+    positions = max_len - 1  # the inputs: every token of a sequence but its last (data/vocab.py)
+    if chunk_size >= positions:
+        log.warning(
+            "model.chunk_size=%d holds every sequence of this task whole (inputs of at most %d tokens): no position "
+            "reads the memory its sequence updated, so it does not learn in context; give model.chunk_size=1 (token "
+            "by token) or another below %d", chunk_size, positions, positions)

@@ -31,7 +31,7 @@ from torch import nn
 from nested_learning.errors import UserError
 from nested_learning.models.chunkwise import decay_matrix, per_sample
 from nested_learning.models.cms import CMS
-from nested_learning.models.mixer_stack import CausalConv1d, MixerCMSLM, check_chunk, check_heads
+from nested_learning.models.mixer_stack import CausalConv1d, MixerCMSLM, check_chunk, check_heads, warn_if_one_chunk
 
 State = list[torch.Tensor]  # a memory's weights, each (N, ...) with N = batch x heads
 
@@ -246,7 +246,7 @@ class TitansLM(MixerCMSLM):
         cms_inner_lr: float | Sequence[float] = 1e-3,
         dropout: float = 0.1,
     ):
-        del max_len  # a recurrence needs no position table
+        warn_if_one_chunk(chunk_size, max_len)  # a recurrence needs no position table: max_len serves this check only
         super().__init__(
             vocab_size,
             d_model,
