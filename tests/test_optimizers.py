@@ -234,7 +234,7 @@ def test_state_dict_round_trip_continues_exactly(cls, kwargs):
     ("optimizer.frequency=0", "optimizer.frequency=0: must be an integer >= 1 (steps between slow-memory updates)"),
     ("optimizer.alpha=-1", "optimizer.alpha=-1: must be a number >= 0 (weight of the slow memory)"),
     ("optimizer.aux_betas=[0.9,1.5]", "optimizer.aux_betas=[0.9, 1.5]: must be two numbers in [0, 1)"),
-    ("optimizer.ns_steps=abc", "optimizer.ns_steps='abc': must be an integer >= 1"),
+    ("optimizer.ns_steps=abc", "optimizer.ns_steps='abc': must be an integer (an argument of M3, optimizer)"),
 ])
 def test_bad_m3_settings_stop_before_training_with_one_line(run_in_process, override, message):
     with pytest.raises(UserError) as err:
