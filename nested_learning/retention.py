@@ -37,6 +37,8 @@ METRIC_DEFINITIONS = {
     "forgetting": "1/(T-1) sum_{j<T-1} (max_{l<T-1} R[l][j] - R[T-1][j])  (Chaudhry et al. 2018)",
     "la": "1/T sum_j R[j][j]  (learning accuracy, Riemer et al. 2019: was each task learned when trained?)",
     "final_minus_first": "R[T-1][j] - R[0][j] per task: the seed demo's 'Forgetting' column",
+    "perplexity": "exp(L[j][j]) (learned) and exp(L[T-1][j]) (final) per task, L the loss matrix (mean nats per "
+                  "counted token); mean_final = exp(1/T sum_j L[T-1][j])",
 }
 
 
@@ -93,12 +95,12 @@ class RetentionCallback(pl.Callback):
         )
         self.last_logged: tuple[int, dict[str, float]] = (-1, {})  # (step, values) of the latest evaluation
 
-    def _evaluate_all(self, trainer: pl.Trainer, module: ContinualLM) -> tuple[dict, dict]:
-        """({split: {metric: [accuracy per task]}}, {split: [loss per task]})."""
+    def _evaluate_all(self, trainer: pl.Trainer, module: ContinualLM, trained: int) -> tuple[dict, dict]:
+        """({split: {metric: [accuracy per task]}}, {split: [loss per task]}) after training tasks 0..trained (-1: none)."""
         dm: TaskSequenceDataModule = trainer.datamodule
         accs, losses = {}, {}
         for split, loaders in dm.eval_dataloaders().items():
-            pairs = [module.evaluate(loader, self.count_padding) for loader in loaders]
+            pairs = [module.evaluate(loader, self.count_padding, dm.allowed_targets(j, trained)) for j, loader in enumerate(loaders)]
             accs[split] = {metric: [a[metric] for a, _ in pairs] for metric in ACCURACIES}
             losses[split] = [loss for _, loss in pairs]
         return accs, losses
@@ -137,7 +139,8 @@ class RetentionCallback(pl.Callback):
         splits = dm.sequence.split_names
         self.split = splits[0] if self.split is None else self.split  # train.run checked that it is one of them
         self.result.update(tasks=dm.task_names, heldout=[t.heldout for t in dm.sequence.tasks], epochs_per_task=dm.schedule.caps,
-                           eval_splits=splits, eval_split=self.split)
+                           eval_splits=splits, eval_split=self.split, label_scope=dm.sequence.label_scope,
+                           task_info=dict(dm.sequence.info))
         if self.result["initial_accuracy"]:
             # Resumed from a checkpoint: the untrained model was measured before the interruption. TensorBoard
             # hides what the killed run logged from the checkpoint's step on (resume.ResumePlan), and the
@@ -146,7 +149,7 @@ class RetentionCallback(pl.Callback):
             if values:
                 self._log(trainer, values, step)
             return
-        all_accs, all_losses = self._evaluate_all(trainer, pl_module)
+        all_accs, all_losses = self._evaluate_all(trainer, pl_module, trained=-1)
         accs, losses = self._chosen(all_accs, all_losses)
         self.result.update(initial_accuracy=accs, initial_loss=losses, initial_accuracies=all_accs, initial_losses=all_losses)
         self._log_curve_point(trainer, -1, accs, losses)
@@ -161,7 +164,7 @@ class RetentionCallback(pl.Callback):
         rule = dm.schedule.rule
         rule_metric = rule.metric or self.metric  # the accuracy the stopping rule reads, on eval.split
         if self.every_epoch:
-            all_accs, all_losses = self._evaluate_all(trainer, pl_module)
+            all_accs, all_losses = self._evaluate_all(trainer, pl_module, trained=i)
             accs, losses = self._chosen(all_accs, all_losses)
             task_end = dm.schedule.end_epoch(all_accs[self.split][rule_metric][i])
             self._log_curve_point(trainer, epoch, accs, losses)
@@ -171,11 +174,12 @@ class RetentionCallback(pl.Callback):
             # otherwise spend its time evaluating every task after every epoch.
             current = None
             if rule.active:
-                current = pl_module.evaluate(dm.eval_dataloaders()[self.split][i], self.count_padding)[0][rule_metric]
+                current = pl_module.evaluate(dm.eval_dataloaders()[self.split][i], self.count_padding,
+                                             dm.allowed_targets(i, i))[0][rule_metric]
             task_end = dm.schedule.end_epoch(current)
             if not task_end:
                 return  # no row and no curve point: results.json has nothing new
-            all_accs, all_losses = self._evaluate_all(trainer, pl_module)
+            all_accs, all_losses = self._evaluate_all(trainer, pl_module, trained=i)
             accs, losses = self._chosen(all_accs, all_losses)
         if task_end:
             self.result["epochs_taken"] = dm.epochs[: i + 1]
@@ -214,6 +218,7 @@ class RetentionCallback(pl.Callback):
             self.write()  # stopped early (e.g. max_steps): status stays "running", with the rows measured
             return
         self.result.update(M.record_metrics(R, self.result["initial_accuracy"]))
+        self.result["perplexity"] = M.perplexities(self.result["loss_matrix"])
         self.result["status"] = "complete"
         self.write()
         self._log_summary(trainer)
