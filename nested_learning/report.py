@@ -54,7 +54,7 @@ def perplexity_line(result: dict[str, Any]) -> str | None:
     tasks = result["tasks"]
     final = "  ".join(f"{t} {v:.1f}" for t, v in zip(tasks, ppl["final"]))
     learned = "  ".join(f"{t} {v:.1f}" for t, v in zip(tasks, ppl["learned"]))
-    return f"Perplexity at the end: {final}  (exp of the mean loss {ppl["mean_final"]:.1f});  when learned: {learned}"
+    return f"Perplexity at the end: {final}  (exp of the mean loss {ppl['mean_final']:.1f});  when learned: {learned}"
 
 
 def eval_split_label(result: dict[str, Any]) -> str:
