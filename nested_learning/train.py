@@ -192,12 +192,13 @@ def build(cfg: DictConfig, run_dir: Path, record: dict[str, Any], print_table: b
 
 
 def task_arguments(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """What the task is built with beyond its config: a run directory that already keeps the
-    tokenizer its task trained (a resumed run) gives it back (`task.tokenizer_file`, data/text.py)."""
+    """What the task is built with beyond its config: a run resumed in a directory that keeps the
+    tokenizer its task trained gets that file back (`task.tokenizer_file`, data/text.py)."""
     from nested_learning.data.subwords import TOKENIZER_FILE
 
     kept = run_dir / TOKENIZER_FILE
-    if "tokenizer_file" in cfg.task and cfg.task.tokenizer_file is None and kept.is_file():
+    resuming = cfg.get("resume") in (True, "auto")
+    if resuming and "tokenizer_file" in cfg.task and cfg.task.tokenizer_file is None and kept.is_file():
         return {"tokenizer_file": str(kept)}
     return {}
 

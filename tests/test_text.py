@@ -140,10 +140,16 @@ def test_class_incremental_run_scores_future_tasks_zero_and_keeps_its_tokenizer(
     assert set(result["perplexity"]) == {"learned", "final", "mean_final"}
     saved = (run_dir / "tokenizer.json").read_text()
     assert json.loads(saved)["model"]["type"] == "BPE"
-    cfg_task = {"tokenizer_file": None}
     from omegaconf import OmegaConf
-    assert task_arguments(OmegaConf.create({"task": cfg_task}), run_dir) == {"tokenizer_file": str(run_dir / "tokenizer.json")}
-    assert task_arguments(OmegaConf.create({"task": {"name": "commute"}}), run_dir) == {}
+
+    def arguments(task: dict, resume) -> dict:
+        return task_arguments(OmegaConf.create({"task": task, "resume": resume}), run_dir)
+
+    assert arguments({"tokenizer_file": None}, True) == {"tokenizer_file": str(run_dir / "tokenizer.json")}
+    assert arguments({"tokenizer_file": None}, "auto") == {"tokenizer_file": str(run_dir / "tokenizer.json")}
+    assert arguments({"tokenizer_file": None}, False) == {}  # a new run builds its own
+    assert arguments({"tokenizer_file": "other.json"}, True) == {}  # a file given is used as given
+    assert arguments({"name": "commute"}, True) == {}
 
 
 def test_tokenizer_cache_is_reused_and_invalidated(tmp_path, monkeypatch):
