@@ -239,7 +239,7 @@ def text_classes(
         held = tuple(example(t, c) for c in chunk for t in tokenised[c][1])
         tasks.append(Task(_task_name(chunk), train, {EVAL_SPLIT: held}, labels=tuple(words[c] for c in chunk)))
     info = {**_tokenizer_info(tokenizer, tokenizer_file, tokenizer_json, vocabulary), "incremental": incremental,
-            "classes": {task.name: [c for c in order[k * classes_per_task : (k + 1) * classes_per_task]] for k, task in enumerate(tasks)},
+            "classes": {task.name: order[k * classes_per_task : (k + 1) * classes_per_task] for k, task in enumerate(tasks)},
             "examples": {c: [len(tokenised[c][0][:max_per_class]), len(tokenised[c][1])] for c in order}}
     return TaskSequence(f"{name} ({incremental}-incremental)", tuple(tasks), repeats, label_scope=incremental,
                         files={TOKENIZER_FILE: tokenizer_json}, info=info)
