@@ -171,6 +171,9 @@ def test_tokenizer_cache_is_reused_and_invalidated(tmp_path, monkeypatch):
     assert encode(first, texts[:3], cache) != tokens
     assert encode(first, texts[:2], cache) == tokens[:2]  # other texts: a new entry
     assert len(list((tmp_path / "tokens").iterdir())) == 2
+    monkeypatch.setattr(subwords, "PROGRESS_FROM", 1)  # the progress-bar path gives the same tokens
+    monkeypatch.setattr(subwords, "ENCODE_CHUNK", 2)
+    assert encode(first, texts[:5], Cache(None)) == encode(first, texts[:5], cache)
 
 
 def test_bbc_loads_offline(monkeypatch):
