@@ -228,3 +228,22 @@ def test_perplexity_from_the_loss_matrix():
     assert ppl["learned"] == pytest.approx([math.e, math.exp(1.5)])
     assert ppl["final"] == pytest.approx([math.exp(0.5), math.exp(1.5)])
     assert ppl["mean_final"] == pytest.approx(math.e)
+
+
+@pytest.mark.slow
+def test_a_resumed_run_reuses_its_tokenizer_and_ends_with_the_same_matrix(jsonl, tmp_path):
+    from .conftest import assert_resume_matches, kill_when, run_cli
+
+    job = ["task=text_domains", "task.source=jsonl", f"task.path={jsonl}", "task.text_column=sentence",
+           "task.label_column=intent", "task.vocab_size=300", "task.window=4", "task.repeats=64",
+           f"task.cache_dir={tmp_path / 'cache'}", "model=rnn", "epochs_per_task=3", "batch_size=16",
+           "checkpoint_every_s=0", "logger=none"]
+    assert run_cli(*job, f"hydra.run.dir={tmp_path / 'whole'}").returncode == 0
+    killed = tmp_path / "killed"
+    interrupted = kill_when(job, killed, curves=5)  # before training + 4 epochs: inside the second domain
+    assert interrupted["status"] == "running"
+    saved = (killed / "tokenizer.json").read_text()
+    assert_resume_matches(killed, tmp_path / "whole")
+    final = json.loads((killed / "results.json").read_text())
+    assert final["task_info"]["tokenizer_file"] == str(killed / "tokenizer.json")  # loaded, not rebuilt
+    assert (killed / "tokenizer.json").read_text() == saved == (tmp_path / "whole" / "tokenizer.json").read_text()
