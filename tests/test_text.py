@@ -247,3 +247,21 @@ def test_a_resumed_run_reuses_its_tokenizer_and_ends_with_the_same_matrix(jsonl,
     final = json.loads((killed / "results.json").read_text())
     assert final["task_info"]["tokenizer_file"] == str(killed / "tokenizer.json")  # loaded, not rebuilt
     assert (killed / "tokenizer.json").read_text() == saved == (tmp_path / "whole" / "tokenizer.json").read_text()
+
+
+def test_repeated_texts_never_sit_on_both_sides_of_the_split(tmp_path):
+    from nested_learning.data.text import group_texts
+
+    records = [("a b", "x"), ("c d", "x"), ("a b", "x"), ("", "x"), ("a b", "y")]
+    assert group_texts(records, None, "task.classes") == {"x": ["a b", "c d"], "y": ["a b"]}
+    # distinct texts that share their first max_tokens tokens: the held-out copy is dropped
+    path = tmp_path / "same_start.jsonl"
+    rows = [{"text": f"{'same' if i % 2 else i * 1111} start here then {i}", "label": label}
+            for label in ("p", "q") for i in range(20)]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    (task,) = text_classes(source="jsonl", path=str(path), tokenizer="byte", max_tokens=4, classes_per_task=2,
+                           cache_dir=None).tasks
+    assert len(task.train) == 32 and 0 < len(task.splits[EVAL_SPLIT]) < 8 and task.heldout
+    path.write_text("\n".join(json.dumps({"text": f"same start {i}", "label": "p"}) for i in range(10)) + "\n")
+    with pytest.raises(UserError, match=r"task.max_tokens=4: every held-out text of p starts with the same tokens"):
+        text_classes(source="jsonl", path=str(path), tokenizer="byte", max_tokens=4, cache_dir=None)

@@ -44,13 +44,15 @@ INCREMENTAL = ("class", "task")
 
 
 def group_texts(records: Sequence[Record], chosen: Sequence[str] | None, field: str) -> dict[str, list[str]]:
-    """label -> its texts, in record order, for the chosen labels (default: every label, sorted).
-    Records with empty text are dropped; a chosen label with none left is an error."""
-    by_label: dict[str, list[str]] = {}
+    """label -> its distinct texts, in record order, for the chosen labels (default: every label, sorted).
+    Empty texts and repeats of a text within a label are dropped (BBC News holds some articles twice:
+    one copy held out and one trained on would make held-out accuracy partly memorisation); a chosen
+    label with no text left is an error."""
+    by_label: dict[str, dict[str, None]] = {}
     for text, label in records:
-        by_label.setdefault(label, [])
+        by_label.setdefault(label, {})
         if text:
-            by_label[label].append(text)
+            by_label[label].setdefault(text)
     if chosen is None:
         chosen = sorted(by_label)
     chosen = [str(c) for c in chosen]
@@ -64,7 +66,7 @@ def group_texts(records: Sequence[Record], chosen: Sequence[str] | None, field: 
     empty = [c for c in chosen if not by_label[c]]
     if empty:
         raise UserError(f"{field}: {', '.join(map(repr, empty))} has no text (empty domain); drop it from {field}")
-    return {c: by_label[c] for c in chosen}
+    return {c: list(by_label[c]) for c in chosen}
 
 
 def split_texts(texts: list[str], label: str, heldout_fraction: float, seed: int) -> tuple[list[str], list[str]]:
@@ -236,10 +238,15 @@ def text_classes(
     for start in range(0, len(order), classes_per_task):
         chunk = order[start : start + classes_per_task]
         train = tuple(example(t, c) for c in chunk for t in tokenised[c][0][:max_per_class])
-        held = tuple(example(t, c) for c in chunk for t in tokenised[c][1])
+        # Distinct texts can share their first max_tokens tokens: such a held-out example is a training one.
+        seen = set(train)
+        held = tuple(e for e in (example(t, c) for c in chunk for t in tokenised[c][1]) if e not in seen)
+        if not held:
+            raise UserError(f"task.max_tokens={max_tokens}: every held-out text of {'+'.join(chunk)} starts with the "
+                            "same tokens as a training text; keep more tokens (raise task.max_tokens)")
         tasks.append(Task(_task_name(chunk), train, {EVAL_SPLIT: held}, labels=tuple(words[c] for c in chunk)))
     info = {**_tokenizer_info(tokenizer, tokenizer_file, tokenizer_json, vocabulary), "incremental": incremental,
             "classes": {task.name: order[k * classes_per_task : (k + 1) * classes_per_task] for k, task in enumerate(tasks)},
-            "examples": {c: [len(tokenised[c][0][:max_per_class]), len(tokenised[c][1])] for c in order}}
+            "examples": {task.name: [len(task.train), len(task.splits[EVAL_SPLIT])] for task in tasks}}
     return TaskSequence(f"{name} ({incremental}-incremental)", tuple(tasks), repeats, label_scope=incremental,
                         files={TOKENIZER_FILE: tokenizer_json}, info=info)
