@@ -45,6 +45,14 @@ def sequence_accuracy(logits: torch.Tensor, targets: torch.Tensor, pad_id: int, 
 ACCURACIES = {"token": token_accuracy, "sequence": sequence_accuracy}  # results.json keys -> measure
 
 
+def restrict(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """Logits with every token outside `allowed` (vocabulary ids) at -inf, so the argmax is among
+    them; with none allowed the argmax is <pad> (id 0), which no counted target is."""
+    out = torch.full_like(logits, float("-inf"))  # (B, T, V)
+    out[..., allowed] = logits[..., allowed]
+    return out
+
+
 class ContinualLM(pl.LightningModule):
     def __init__(self, net: nn.Module, optimizer: OptimizerFactory, pad_id: int):
         super().__init__()
@@ -93,8 +101,13 @@ class ContinualLM(pl.LightningModule):
         return total
 
     @torch.no_grad()
-    def evaluate(self, loader: Iterable, count_padding: bool = False) -> tuple[dict[str, float], float]:
-        """({accuracy name: accuracy} for every entry of ACCURACIES, mean loss per non-padding token) over a loader, in eval mode."""
+    def evaluate(self, loader: Iterable, count_padding: bool = False,
+                 allowed: torch.Tensor | None = None) -> tuple[dict[str, float], float]:
+        """({accuracy name: accuracy} for every entry of ACCURACIES, mean loss per non-padding token) over a loader, in eval mode.
+
+        `allowed`: the vocabulary ids predictions are chosen among (a classification task's labels
+        seen so far, data/text.py); the loss stays the full softmax's.
+        """
         was_training = self.training
         self.eval()
         tallies = {name: [0, 0] for name in ACCURACIES}  # name -> [correct, counted]
@@ -102,8 +115,9 @@ class ContinualLM(pl.LightningModule):
         for inputs, targets in loader:
             logits = self(inputs.to(self.device))
             targets = targets.to(self.device)
+            scored = logits if allowed is None else restrict(logits, allowed.to(self.device))
             for name, measure in ACCURACIES.items():
-                c, n = measure(logits, targets, self.pad_id, count_padding)
+                c, n = measure(scored, targets, self.pad_id, count_padding)
                 tallies[name][0] += c
                 tallies[name][1] += n
             loss_sum += float(self.next_token_loss(logits, targets, reduction="sum"))

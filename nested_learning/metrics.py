@@ -9,6 +9,9 @@ on task j; T tasks. The definitions below are used everywhere in this project, e
     forgetting = 1/(T-1) sum_{j<T-1} (max_{l<T-1} R[l][j] - R[T-1][j])       (Chaudhry et al. 2018)
     LA         = 1/T     sum_j        R[j][j]                                (learning accuracy, Riemer et al. 2019)
 
+Perplexity comes from the loss matrix L (mean nats per counted token, same layout as R): exp(L[j][j])
+when task j was just learned, exp(L[T-1][j]) at the end.
+
 LA says whether each task was learned when it was trained: forgetting means little where LA is low.
 
 With one task, BWT, FWT and forgetting are undefined and returned as None. GEM's code divides BWT by
@@ -92,3 +95,10 @@ def all_metrics(R: Matrix, initial: Sequence[float]) -> dict[str, float | None]:
 def record_metrics(R: Matrix, initial: Sequence[float]) -> dict[str, object]:
     """What results.json derives from one accuracy matrix: the summary metrics and the per-task columns."""
     return {"metrics": all_metrics(R, initial), "forgetting_per_task": forgetting_per_task(R), "final_minus_first": final_minus_first(R)}
+
+
+def perplexities(L: Matrix) -> dict[str, object]:
+    """Perplexity from the loss matrix: per task when learned and at the end, and of the final row's mean loss."""
+    L = _square(L)
+    return {"learned": [float(np.exp(L[j, j])) for j in range(len(L))], "final": [float(np.exp(v)) for v in L[-1]],
+            "mean_final": float(np.exp(L[-1].mean()))}

@@ -32,9 +32,29 @@ ACCURACY_LABELS = {"token": "next-token accuracy", "sequence": "sequence accurac
 
 
 def accuracy_shown(runs: Sequence[dict[str, Any]]) -> str:
-    """Which accuracy the runs' matrices and metrics hold: eval.metric on eval.split (mixed ones listed)."""
-    kinds = sorted({(r.get("eval_metric", "token"), r.get("eval_split", "eval")) for r in runs})
-    return "; ".join(f"{ACCURACY_LABELS[metric]} on split {split}" for metric, split in kinds)
+    """Which accuracy the runs' matrices and metrics hold: eval.metric on eval.split (mixed ones listed),
+    with a classification sequence's label scope."""
+    kinds = sorted({(r.get("eval_metric", "token"), r.get("eval_split", "eval"), scope_label(r)) for r in runs})
+    return "; ".join(f"{ACCURACY_LABELS[metric]}{scope} on split {split}" for metric, split, scope in kinds)
+
+
+SCOPE_LABELS = {"class": " at label positions, argmax over the labels of every task trained so far (class-incremental)",
+                "task": " at label positions, argmax over the evaluated task's labels (task-incremental)"}
+
+
+def scope_label(result: dict[str, Any]) -> str:
+    """How a classification sequence's accuracy chooses among labels (data/text.py); nothing for other tasks."""
+    return SCOPE_LABELS.get(result.get("label_scope"), "")
+
+
+def perplexity_line(result: dict[str, Any]) -> str | None:
+    ppl = result.get("perplexity")
+    if not ppl:
+        return None
+    tasks = result["tasks"]
+    final = "  ".join(f"{t} {v:.1f}" for t, v in zip(tasks, ppl["final"]))
+    learned = "  ".join(f"{t} {v:.1f}" for t, v in zip(tasks, ppl["learned"]))
+    return f"Perplexity at the end: {final}  (exp of the mean loss {ppl['mean_final']:.1f});  when learned: {learned}"
 
 
 def eval_split_label(result: dict[str, Any]) -> str:
@@ -57,7 +77,7 @@ def retention_table(result: dict[str, Any]) -> Table:
     table = Table(
         title=f"{result['model'].upper()} RETENTION  (seed {result['seed']})",
         caption=(
-            f"{ACCURACY_LABELS[result.get('eval_metric', 'token')]}, "
+            f"{ACCURACY_LABELS[result.get('eval_metric', 'token')]}{scope_label(result)}, "
             f"{'padding counted (seed)' if result.get('count_padding') else 'padding excluded'}, "
             f"on {eval_split_label(result)}"
         ),
@@ -103,6 +123,9 @@ def print_result(result: dict[str, Any], console: Console | None = None, label: 
         table.title = f"{table.title}\n{label}"
     console.print(table)
     console.print(metrics_line(result))
+    line = perplexity_line(result)
+    if line:
+        console.print(line, highlight=False)
     console.print(f"[dim]{LEGEND}[/]")
 
 
@@ -134,7 +157,7 @@ def summary_table(table_of: Any, groups: dict[str, list[dict[str, Any]]], single
         rows.append(cells)
     notes = [] if single else [CLIPPED_NOTE]
     runs = [run for members in groups.values() for run in members]
-    if any((r.get("eval_metric", "token"), r.get("eval_split", "eval")) != ("token", "eval") for r in runs):
+    if any((r.get("eval_metric", "token"), r.get("eval_split", "eval"), scope_label(r)) != ("token", "eval", "") for r in runs):
         notes.append(f"accuracy: {accuracy_shown(runs)}")  # sentence tasks' default goes unsaid, as before
     side = Table(title="CONTINUAL LEARNING SUMMARY" + ("" if single else "  (mean ± std [95% CI, Student t])"),
                  caption="; ".join(notes) or None, caption_justify="left")

@@ -40,6 +40,8 @@ METRIC_DEFINITIONS = {
     "forgetting": "1/(T-1) sum_{j<T-1} (max_{l<T-1} R[l][j] - R[T-1][j])  (Chaudhry et al. 2018)",
     "la": "1/T sum_j R[j][j]  (learning accuracy, Riemer et al. 2019: was each task learned when trained?)",
     "final_minus_first": "R[T-1][j] - R[0][j] per task: the seed demo's 'Forgetting' column",
+    "perplexity": "exp(L[j][j]) (learned) and exp(L[T-1][j]) (final) per task, L the loss matrix (mean nats per "
+                  "counted token); mean_final = exp(1/T sum_j L[T-1][j])",
 }
 
 
@@ -56,11 +58,13 @@ def flatten_numbers(tree: Any, prefix: str = "") -> dict[str, float]:
     return flat
 
 
-def evaluate_tasks(module: ContinualLM, dm: TaskSequenceDataModule, count_padding: bool) -> tuple[dict, dict]:
-    """Every task on every evaluation split: ({split: {metric: [accuracy per task]}}, {split: [loss per task]})."""
+def evaluate_tasks(module: ContinualLM, dm: TaskSequenceDataModule, count_padding: bool, trained: int) -> tuple[dict, dict]:
+    """Every task on every evaluation split after training tasks 0..trained (-1: none), each predicting
+    among the targets allowed then (a class-incremental task's labels seen so far):
+    ({split: {metric: [accuracy per task]}}, {split: [loss per task]})."""
     accs, losses = {}, {}
     for split, loaders in dm.eval_dataloaders().items():
-        pairs = [module.evaluate(loader, count_padding) for loader in loaders]
+        pairs = [module.evaluate(loader, count_padding, dm.allowed_targets(j, trained)) for j, loader in enumerate(loaders)]
         accs[split] = {metric: [a[metric] for a, _ in pairs] for metric in ACCURACIES}
         losses[split] = [loss for _, loss in pairs]
     return accs, losses
@@ -113,9 +117,9 @@ class RetentionCallback(pl.Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self.writes = trainer.is_global_zero
 
-    def _evaluate_all(self, trainer: pl.Trainer, module: ContinualLM) -> tuple[dict, dict]:
+    def _evaluate_all(self, trainer: pl.Trainer, module: ContinualLM, trained: int) -> tuple[dict, dict]:
         """Rank 0 evaluates whole sets, as one process does; the other ranks wait for its numbers."""
-        measured = evaluate_tasks(module, trainer.datamodule, self.count_padding) if trainer.is_global_zero else None
+        measured = evaluate_tasks(module, trainer.datamodule, self.count_padding, trained) if trainer.is_global_zero else None
         return trainer.strategy.broadcast(measured)
 
     def _chosen(self, accs: dict, losses: dict) -> tuple[list[float], list[float]]:
@@ -152,7 +156,8 @@ class RetentionCallback(pl.Callback):
         splits = dm.sequence.split_names
         self.split = splits[0] if self.split is None else self.split  # train.run checked that it is one of them
         self.result.update(tasks=dm.task_names, heldout=[t.heldout for t in dm.sequence.tasks], epochs_per_task=dm.schedule.caps,
-                           eval_splits=splits, eval_split=self.split)
+                           eval_splits=splits, eval_split=self.split, label_scope=dm.sequence.label_scope,
+                           task_info=dict(dm.sequence.info))
         if self.result["initial_accuracy"]:
             # Resumed from a checkpoint: the untrained model was measured before the interruption. TensorBoard
             # hides what the killed run logged from the checkpoint's step on (resume.ResumePlan), and the
@@ -161,7 +166,7 @@ class RetentionCallback(pl.Callback):
             if values:
                 self._log(trainer, values, step)
             return
-        all_accs, all_losses = self._evaluate_all(trainer, pl_module)
+        all_accs, all_losses = self._evaluate_all(trainer, pl_module, trained=-1)
         accs, losses = self._chosen(all_accs, all_losses)
         self.result.update(initial_accuracy=accs, initial_loss=losses, initial_accuracies=all_accs, initial_losses=all_losses)
         self._log_curve_point(trainer, -1, accs, losses)
@@ -176,7 +181,7 @@ class RetentionCallback(pl.Callback):
         rule = dm.schedule.rule
         rule_metric = rule.metric or self.metric  # the accuracy the stopping rule reads, on eval.split
         if self.every_epoch:
-            all_accs, all_losses = self._evaluate_all(trainer, pl_module)
+            all_accs, all_losses = self._evaluate_all(trainer, pl_module, trained=i)
             accs, losses = self._chosen(all_accs, all_losses)
             task_end = dm.schedule.end_epoch(all_accs[self.split][rule_metric][i])
             self._log_curve_point(trainer, epoch, accs, losses)
@@ -186,12 +191,13 @@ class RetentionCallback(pl.Callback):
             # otherwise spend its time evaluating every task after every epoch.
             current = None
             if rule.active and trainer.is_global_zero:
-                current = pl_module.evaluate(dm.eval_dataloaders()[self.split][i], self.count_padding)[0][rule_metric]
+                current = pl_module.evaluate(dm.eval_dataloaders()[self.split][i], self.count_padding,
+                                             dm.allowed_targets(i, i))[0][rule_metric]
             current = trainer.strategy.broadcast(current)
             task_end = dm.schedule.end_epoch(current)
             if not task_end:
                 return  # no row and no curve point: results.json has nothing new
-            all_accs, all_losses = self._evaluate_all(trainer, pl_module)
+            all_accs, all_losses = self._evaluate_all(trainer, pl_module, trained=i)
             accs, losses = self._chosen(all_accs, all_losses)
         if task_end:
             self.result["epochs_taken"] = dm.epochs[: i + 1]
@@ -241,6 +247,8 @@ class RetentionCallback(pl.Callback):
             self.write()  # stopped early (e.g. max_steps): status stays "running", with the rows measured
             return
         self.result.update(M.record_metrics(R, self.result["initial_accuracy"]))
+        self.result["perplexity"] = M.perplexities(self.result["loss_matrix"])
+        self.result["metrics"]["ppl"] = self.result["perplexity"]["mean_final"]  # aggregated by sweep summaries
         self.result["status"] = "complete"
         self.write()
         self._log_summary(trainer)

@@ -19,7 +19,8 @@ from nested_learning.results import RESULTS_FILE, load_results, results_path, wi
 
 METRICS = ("acc", "bwt", "fwt", "forgetting")  # the tables' columns
 # summary.csv also has learning accuracy (the accuracy matrix's diagonal): was each task learned at all?
-AGGREGATED = (*METRICS, "la")
+# And perplexity at the end, exp of the final row's mean loss (real text: data/text.py).
+AGGREGATED = (*METRICS, "la", "ppl")
 log = logging.getLogger(__name__)
 
 
@@ -142,7 +143,8 @@ def t_interval(values: Iterable[float], confidence: float = 0.95) -> tuple[float
 
 # Where each metric can lie: a confidence interval is clipped to it (a t interval of accuracies
 # near 1 at n = 2 otherwise runs past 1).
-METRIC_RANGE = {"acc": (0.0, 1.0), "bwt": (-1.0, 1.0), "fwt": (-1.0, 1.0), "forgetting": (-1.0, 1.0), "la": (0.0, 1.0)}
+METRIC_RANGE = {"acc": (0.0, 1.0), "bwt": (-1.0, 1.0), "fwt": (-1.0, 1.0), "forgetting": (-1.0, 1.0), "la": (0.0, 1.0),
+                "ppl": (1.0, math.inf)}
 CLIPPED_NOTE = "95% intervals clipped to the metric's range ([0, 1] for ACC, [-1, 1] for the others)"
 
 

@@ -138,6 +138,28 @@ def build(cfg: DictConfig, run_dir: Path, record: dict[str, Any], print_table: b
     return trainer, module, datamodule, retention
 
 
+def task_arguments(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """What the task is built with beyond its config: a run resumed in a directory that keeps the
+    tokenizer its task trained gets that file back (`task.tokenizer_file`, data/text.py)."""
+    from nested_learning.data.subwords import TOKENIZER_FILE
+
+    kept = run_dir / TOKENIZER_FILE
+    resuming = cfg.get("resume") in (True, "auto")
+    if resuming and "tokenizer_file" in cfg.task and cfg.task.tokenizer_file is None and kept.is_file():
+        return {"tokenizer_file": str(kept)}
+    return {}
+
+
+def keep_files(sequence: Any, run_dir: Path) -> None:
+    """Write the files a task sequence keeps with its runs (a trained tokenizer) into the run directory."""
+    for name, text in sequence.files.items():
+        path = run_dir / name
+        if path.is_file() and path.read_text(encoding="utf-8") == text:
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+
+
 def run(cfg: DictConfig, run_dir: Path, overrides: list[str], print_table: bool = True, progress: bool = False,
         multirun: bool = False, tag: str | None = None) -> dict[str, Any]:
     """One training run; returns the results record (also written to run_dir/results.json by rank 0).
@@ -153,7 +175,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], print_table: bool 
     validate(cfg)
     check_options(cfg, "task")
     with constructor_errors():
-        sequence = instantiate(cfg.task, _convert_="all")
+        sequence = instantiate(cfg.task, _convert_="all", **task_arguments(cfg, run_dir))
     epoch_schedule(cfg.epochs_per_task, len(sequence.tasks))
     if cfg.eval.split is not None and cfg.eval.split not in sequence.split_names:
         raise UserError(f"eval.split={cfg.eval.split!r}: task sequence {sequence.name!r} has the splits "
@@ -183,13 +205,15 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], print_table: bool 
     record = {
         "model": cfg.model.name,
         "seed": int(cfg.seed),
-        "task_sequence": cfg.task.name,
+        "task_sequence": sequence.name,
         "overrides": overrides,
         "config": OmegaConf.to_container(cfg),
         "provenance": provenance.collect(),
     }
     log.info("%s on %s (%s), seed %s, epochs per task %s; writing to %s", cfg.model.name, cfg.task.name,
              ", ".join(t.name for t in sequence.tasks), cfg.seed, cfg.epochs_per_task, run_dir)
+    if speaks:
+        keep_files(sequence, run_dir)
     with constructor_errors():
         trainer, module, datamodule, retention = build(cfg, run_dir, record, print_table, progress, sequence,
                                                        plan.tensorboard_purge_step, tag)

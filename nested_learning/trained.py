@@ -39,8 +39,9 @@ class LoadedRun:
     module: ContinualLM  # the network inside the framework's training/evaluation module
 
     def evaluate(self) -> tuple[dict, dict]:
-        """Every task on every evaluation split, as the retention callback measures a row of R."""
-        return evaluate_tasks(self.module, self.data, bool(self.results.get("count_padding", False)))
+        """Every task on every evaluation split, as the retention callback measures R's last row."""
+        trained = len(self.data.task_names) - 1
+        return evaluate_tasks(self.module, self.data, bool(self.results.get("count_padding", False)), trained)
 
 
 def load_run(run_dir: str | Path) -> LoadedRun:

@@ -1,5 +1,6 @@
 """Whole runs: results.json, reproducibility, bad input, the README's main command."""
 import json
+import math
 
 import pytest
 
@@ -15,7 +16,8 @@ def test_run_writes_results_whose_metrics_match_its_matrix(run_in_process, tmp_p
     assert saved["status"] == "complete"
     R, b = saved["accuracy_matrix"], saved["initial_accuracy"]
     assert len(R) == 2 and all(len(row) == 2 for row in R)
-    assert saved["metrics"] == pytest.approx(M.all_metrics(R, b))
+    # ppl: the perplexity of the final row's mean loss, from the loss matrix
+    assert saved["metrics"] == pytest.approx({**M.all_metrics(R, b), "ppl": math.exp(sum(saved["loss_matrix"][-1]) / 2)})
     assert saved["tasks"] == ["Task_0", "Task_1"] and saved["model"] == "hope" and saved["seed"] == 3
     assert len(saved["loss_matrix"]) == 2 and len(saved["initial_loss"]) == 2
     assert saved["config"]["epochs_per_task"] == [1, 2] and saved["config"]["rates"]["fast"] == 0.6

@@ -200,6 +200,12 @@ class TaskSequenceDataModule(pl.LightningDataModule):
             generator=torch.Generator().manual_seed(self.seed),
         )
 
+    def allowed_targets(self, task: int, trained: int) -> torch.Tensor | None:
+        """The vocabulary ids an evaluation of `task` may predict after training tasks 0..trained
+        (-1: none), or None for any token (TaskSequence.allowed_labels)."""
+        labels = self.sequence.allowed_labels(task, trained)
+        return None if labels is None else torch.tensor([self.vocab.index[w] for w in labels], dtype=torch.long)
+
     def eval_dataloaders(self) -> dict[str, list[DataLoader]]:
         """For each evaluation split, one loader per task, in sequence order."""
         # One batch per task where it fits (evaluation is every epoch), bounded for large user tasks.

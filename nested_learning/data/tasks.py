@@ -6,17 +6,23 @@ characters). Every task of a sequence has the same evaluation splits, in the sam
 tasks one, `eval`; the formal languages `bin0` and `bin1`. A task's evaluation sentences are either
 its own training sentences (the seed's protocol, which measures memorisation) or held-out ones;
 `Task.heldout` says which, and results record it.
+
+Classification tasks (data/text.py) name their label words (`Task.labels`); the sequence's
+`label_scope` says which of them an evaluation may predict (see `TaskSequence.allowed_labels`).
+A sequence may also carry files its runs keep (a trained tokenizer) and facts about its data
+(`info`, e.g. a unigram baseline), which results.json records.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Mapping, Sequence, Union
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence, Union
 
 from nested_learning.errors import UserError
 
 
 Example = Union[str, tuple[str, str]]  # a sentence, or (input words, target words): one target per input word
 EVAL_SPLIT = "eval"  # the one evaluation split of a sentence task
+LABEL_SCOPES = (None, "class", "task")
 
 
 def example_words(example: Example) -> tuple[list[str], list[str] | None]:
@@ -32,6 +38,7 @@ class Task:
     name: str
     train: tuple[Example, ...]  # unique training examples (repetition is the data module's job)
     splits: Mapping[str, tuple[Example, ...]]  # named evaluation splits, in order
+    labels: tuple[str, ...] = ()  # a classification task's label words (explicit targets), else none
 
     @property
     def heldout(self) -> bool:
@@ -43,6 +50,12 @@ class TaskSequence:
     name: str
     tasks: tuple[Task, ...]
     repeats: int  # each training sentence appears this many times per epoch
+    # Which label words an evaluation may predict: None any token (argmax over the vocabulary);
+    # "class" the labels of every task trained so far (class-incremental); "task" the evaluated
+    # task's own labels (task-incremental).
+    label_scope: str | None = None
+    files: Mapping[str, str] = field(default_factory=dict)  # file name -> text, kept in every run directory
+    info: Mapping[str, Any] = field(default_factory=dict)  # facts about the data, recorded in results.json
 
     def __post_init__(self):
         first = list(self.tasks[0].splits)
@@ -50,6 +63,17 @@ class TaskSequence:
             if list(task.splits) != first or not all(task.splits.values()):
                 raise UserError(f"task {task.name!r}: evaluation splits {list(task.splits)} must be non-empty and "
                                 f"the same as every task's ({first})")
+        if self.label_scope not in LABEL_SCOPES:
+            raise UserError(f"label scope {self.label_scope!r}: give one of {', '.join(map(str, LABEL_SCOPES))}")
+
+    def allowed_labels(self, task: int, trained: int) -> list[str] | None:
+        """The label words an evaluation of task `task` may predict after training tasks 0..trained
+        (-1: none yet), or None: any token. Class-incremental: a task not yet trained has no label
+        among them, so nothing of it can count as right before its labels appear."""
+        if self.label_scope is None:
+            return None
+        shown = self.tasks[: trained + 1] if self.label_scope == "class" else [self.tasks[task]]
+        return [label for t in shown for label in t.labels]
 
     @property
     def names(self) -> list[str]:

