@@ -36,3 +36,15 @@ def test_no_module_imports_itself_through_others():
                 elif module not in path:
                     stack.append(path + [module])
     assert cycles == []
+
+
+def _pins(lock: str) -> list[str]:
+    lines = (PACKAGE.parent / lock).read_text().splitlines()
+    return [line for line in lines if line.strip() and not line.startswith("#")]
+
+
+def test_the_gpu_lock_is_the_cpu_lock_with_the_cuda_build_of_torch():
+    """make venv-gpu pins what make venv pins: a dependency added to one lock and not the other fails here."""
+    cpu = _pins("requirements.lock")
+    assert "torch==2.13.0+cpu" in cpu
+    assert _pins("requirements-gpu.lock") == ["torch==2.13.0" if pin == "torch==2.13.0+cpu" else pin for pin in cpu]
