@@ -6,6 +6,7 @@ Targets are next tokens for sentences and explicit per-position targets otherwis
 from __future__ import annotations
 
 import math
+import time
 from typing import Callable, Iterable
 
 import pytorch_lightning as pl
@@ -16,6 +17,11 @@ from torch import nn
 from nested_learning.errors import NonFiniteLossError
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+# Training values wait at most this long before they go to the logger (and at every epoch end).
+# TensorBoard's writer thread wakes for each value it is handed while it waits; one wake per step
+# cost about as much as a tiny model's step on a busy machine, a burst of values wakes it once.
+# Its own flush to disk (every 120 s) bounds how live the curves are anyway.
+LOG_EVERY_S = 1.0
 
 
 def token_accuracy(logits: torch.Tensor, targets: torch.Tensor, pad_id: int, count_padding: bool) -> tuple[int, int]:
@@ -60,6 +66,8 @@ class ContinualLM(pl.LightningModule):
         self.optimizer_factory = optimizer
         self.pad_id = pad_id
         self.last_loss: float | None = None  # the latest training loss, for the progress bar
+        self.unlogged: list[tuple[int, dict[str, float]]] = []  # (step, training values) not yet given to the logger
+        self.last_flush = time.monotonic()
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.net(tokens)  # (B, T, V)
@@ -97,8 +105,17 @@ class ContinualLM(pl.LightningModule):
             values = {"train/loss": value, f"train/loss/{task}": value}
             if extra is not None:
                 values["train/strategy_term"] = extra.item()
-            self.logger.log_metrics(values, step=self.global_step)
+            self.unlogged.append((self.global_step, values))
+            if time.monotonic() - self.last_flush >= LOG_EVERY_S:
+                self.flush_logs()
         return total
+
+    def flush_logs(self) -> None:
+        """Give the logger the training values held back since the last call (see LOG_EVERY_S)."""
+        for step, values in self.unlogged:
+            self.logger.log_metrics(values, step=step)
+        self.unlogged.clear()
+        self.last_flush = time.monotonic()
 
     @torch.no_grad()
     def evaluate(self, loader: Iterable, count_padding: bool = False,

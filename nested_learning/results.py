@@ -29,9 +29,10 @@ def write_results(run_dir: Path, record: dict[str, Any], durable: bool = True) -
     os.umask(umask)
     os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes it owner-only; others on a cluster must read results
     with os.fdopen(fd, "w") as handle:
-        # Compact: an indent switches json to its pure-Python encoder, 3x slower, and this file is
-        # rewritten after every epoch. Pretty-print with `python -m json.tool results.json`.
-        json.dump(record, handle, default=str)
+        # Compact and in one string: an indent, or json.dump's chunked writing, switches json to its
+        # pure-Python encoder, 3x slower, and this file is rewritten after every epoch.
+        # Pretty-print with `python -m json.tool results.json`.
+        handle.write(json.dumps(record, default=str))
         if durable:
             handle.flush()
             os.fsync(handle.fileno())

@@ -170,9 +170,12 @@ class RetentionCallback(pl.Callback):
         accs, losses = self._chosen(all_accs, all_losses)
         self.result.update(initial_accuracy=accs, initial_loss=losses, initial_accuracies=all_accs, initial_losses=all_losses)
         self._log_curve_point(trainer, -1, accs, losses)
-        self.write()
+        self.write(durable=False)  # a progress record, as after every epoch
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: ContinualLM) -> None:
+        # The epoch's training values, before its evaluation and before the checkpoint that a resumed
+        # run's TensorBoard events continue from (the first callback at an epoch end is this one).
+        pl_module.flush_logs()
         dm: TaskSequenceDataModule = trainer.datamodule
         epoch = trainer.current_epoch
         if not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
@@ -217,9 +220,14 @@ class RetentionCallback(pl.Callback):
                 f"finished {dm.task_names[i]} ({i + 1}/{len(dm.task_names)}, step {trainer.global_step}): "
                 f"accuracy on it {accs[i]:.3f}, mean over all tasks {sum(accs) / len(accs):.3f}"
             )
-        # Every evaluated epoch: results.json doubles as a progress record. A finished task's row is
-        # written durably, except the last one, which on_train_end writes durably with the metrics.
-        self.write(durable=task_end and epoch < dm.total_epochs - 1)
+        # Every evaluated epoch: results.json doubles as a progress record, rewritten atomically but not
+        # flushed to disk. A flush (fsync) cost ten such writes, more after a checkpoint, whose data it
+        # writes out too; a resume after a machine crash reads the checkpoint (which holds these rows),
+        # not this record. on_train_end writes the finished record durably.
+        self.write(durable=False)
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: ContinualLM, exception: BaseException) -> None:
+        pl_module.flush_logs()  # the training curve up to the failure (e.g. a non-finite loss), before Lightning closes the logger
 
     def _say(self, progress: str) -> None:
         """One progress line about the model, on the terminal and in train.log (rank 0 only, under DDP)."""

@@ -126,8 +126,10 @@ def build(cfg: DictConfig, run_dir: Path, record: dict[str, Any], print_table: b
 
         callbacks.append(TaskProgressBar())
     # The data module splits every global batch between the ranks itself (distributed.py): no DistributedSampler.
-    trainer = instantiate(cfg.trainer, max_epochs=datamodule.total_epochs, logger=logger, callbacks=callbacks,
-                          enable_progress_bar=progress, use_distributed_sampler=False)
+    # Objects go to the constructor, not through instantiate: Hydra would merge them into a config
+    # first, deep-copying every callback (the run's record with it), a fifth of a seed run's set-up.
+    trainer = instantiate(cfg.trainer, _partial_=True)(max_epochs=datamodule.total_epochs, logger=logger, callbacks=callbacks,
+                                                       enable_progress_bar=progress, use_distributed_sampler=False)
     if logger:
         hparams = {"model": cfg.model.name, "strategy": cfg.strategy.name, "seed": int(cfg.seed), "lr": float(cfg.optimizer.lr)}
         hparams.update({f"rates/{k}": v for k, v in cfg.rates.items()})

@@ -7,8 +7,10 @@ the two commute tasks in sequence, and compute the metrics. The framework side a
 results.json and TensorBoard events, as the main job does. Reported: median wall time of each side
 over --repeats alternating rounds, their ratio (target <= 1.5x), and the wall time of the whole
 main command `python -m nested_learning.train experiment=seed` in a subprocess (target < 30 s).
+`--ablate` instead times the framework with one of its per-run extras switched off at a time (what
+each costs; docs/benchmarks.md), the same rounds alternating.
 
-    python scripts/bench_framework.py [--repeats 5] [--skip-command]
+    python scripts/bench_framework.py [--repeats 5] [--skip-command] [--ablate]
 """
 from __future__ import annotations
 
@@ -56,6 +58,41 @@ def plain_once(out_dir: Path) -> list[list[list[float]]]:
     return [train_and_evaluate(CONFIGS[model]) for model in MODELS]
 
 
+def ablations() -> dict[str, dict]:
+    """Each switches off one of the framework's extras, by replacing what it calls with a no-op."""
+    from nested_learning import resume, retention
+
+    skip = lambda *args, **kwargs: None  # noqa: E731
+    single = {
+        "without results.json writes": {(retention, "write_results"): skip},
+        "without checkpoints": {(resume.EpochCheckpoint, "_save"): skip},
+        "without the end-of-run TensorBoard summary (heatmap, HParams)": {(retention.RetentionCallback, "_log_summary"): skip},
+    }
+    return {**single, "without all three": {key: value for patches in single.values() for key, value in patches.items()}}
+
+
+def ablate(repeats: int, tmp_dir: Path) -> None:
+    variants = ablations()
+    times: dict[str, list[float]] = {name: [] for name in ("as it runs", *variants, "logger=none", "plain loop")}
+    for i in range(repeats):
+        for j, name in enumerate(times):
+            patches = variants.get(name, {})
+            saved = {(owner, attr): getattr(owner, attr) for owner, attr in patches}
+            for (owner, attr), value in patches.items():
+                setattr(owner, attr, value)
+            try:
+                if name == "plain loop":
+                    times[name].append(timed(plain_once, tmp_dir))
+                else:
+                    times[name].append(timed(lambda d: framework_once(d, tensorboard=name != "logger=none"), tmp_dir / f"round{i}_variant{j}"))
+            finally:
+                for (owner, attr), value in saved.items():
+                    setattr(owner, attr, value)
+    print(f"\nseed comparison, both models, median of {repeats} alternating rounds:")
+    for name, values in times.items():
+        print(f"  {name:<64} {statistics.median(values):.3f} s")
+
+
 def timed(fn, out_dir: Path) -> float:
     start = time.perf_counter()
     fn(out_dir)
@@ -66,7 +103,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5, help="alternating rounds of each side (median reported)")
     parser.add_argument("--skip-command", action="store_true", help="do not time the whole main command")
+    parser.add_argument("--ablate", action="store_true", help="time the framework with each extra switched off instead")
     args = parser.parse_args()
+    if args.ablate:
+        with tempfile.TemporaryDirectory() as tmp:
+            framework_once(Path(tmp) / "warmup")
+            ablate(args.repeats, Path(tmp))
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp_dir = Path(tmp)

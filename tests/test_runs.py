@@ -104,6 +104,20 @@ def test_nan_loss_keeps_finished_rows(run_in_process, tmp_path):
 
 
 @pytest.mark.slow
+def test_training_curve_reaches_tensorboard_up_to_a_non_finite_loss(tmp_path):
+    """Training values wait for the epoch's end before they go to TensorBoard; a failure inside an epoch still writes them."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = run_cli("model=transformer", "epochs_per_task=[1,1]", "optimizer.lr=1e30", f"paths.output_root={tmp_path}")
+    assert out.returncode == 2, out.stderr
+    # Task_0's epoch has 2 steps: the first step's update at lr 1e30 makes the second's loss NaN.
+    assert "training loss is nan at step 1 (Task_0)" in out.stderr
+    (tb,) = tmp_path.glob("runs/*/tb")
+    events = EventAccumulator(str(tb)).Reload()
+    assert [e.step for e in events.Scalars("train/loss")] == [0]
+
+
+@pytest.mark.slow
 def test_readme_main_command_runs(tmp_path):
     """`make seed` runs `python -m nested_learning.train experiment=seed`; here with one epoch per task."""
     out = run_cli("experiment=seed", "model_overrides.transformer.epochs_per_task=1",

@@ -169,6 +169,8 @@ def test_tensorboard_has_curves_per_task_heatmap_and_hparams(tmp_path):
     scalars = set(events.Tags()["scalars"])
     assert {"train/loss/Task_0", "train/loss/Task_1", "eval/acc/Task_0", "eval/acc/Task_1", "hp/forgetting"} <= scalars
     assert len(events.Scalars("eval/acc/Task_0")) == 1 + 4  # before training + every epoch
+    # every training step's loss once, in order: held back until the epoch's end, none lost or repeated
+    assert [e.step for e in events.Scalars("train/loss")] == list(range(8))
     # the final metrics, once at the last step: no placeholder 0 at step 0 drawing a ramp
     assert [(e.step, round(e.value, 6)) for e in events.Scalars("hp/acc")] == [(8, round(_results(job)["metrics"]["acc"], 6))]
     assert "retention/accuracy_matrix" in events.Tags()["images"]
