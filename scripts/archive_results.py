@@ -4,7 +4,8 @@
 
 Writes OUT/<job directory name>/results.json.gz for every complete job of the sweeps (failed or
 unfinished jobs are named and left out), byte-for-byte the run's own file, compressed
-reproducibly (no timestamp in the gzip header). The archive reads like a sweep directory: every
+reproducibly (no timestamp in the gzip header). OUT may already hold an archive: a later sweep's
+runs (the rows a first sweep did not reach) are added beside it, and a job already there is an error. The archive reads like a sweep directory: every
 reader of runs (scripts/summarize.py, scripts/formal_table.py, nested_learning.summary.load_sweep)
 takes it in place of SWEEP_DIR, so the docs' tables are rebuilt from it by their own command, and
 tests/test_results_archive.py checks that they are.
@@ -22,8 +23,6 @@ from nested_learning.results import ARCHIVED_FILE, RESULTS_FILE, load_results
 
 def archive(sweep_dirs: list[Path], out: Path) -> tuple[list[str], list[str]]:
     """Copy every complete job's results.json into out; returns (archived job names, skipped 'job: why')."""
-    if out.exists() and any(out.iterdir()):
-        raise UserError(f"--out {out}: already holds files; give a new directory (or remove it to rebuild the archive)")
     jobs: dict[str, Path] = {}
     skipped = []
     for sweep_dir in sweep_dirs:
@@ -35,6 +34,8 @@ def archive(sweep_dirs: list[Path], out: Path) -> tuple[list[str], list[str]]:
                 skipped.append(f"{job}: status {status}")
             elif job.name in jobs:
                 raise UserError(f"{job.name}: in both {jobs[job.name].parent} and {sweep_dir}; archive one of them")
+            elif (out / job.name).exists():
+                raise UserError(f"{job.name}: already archived in {out}; remove it there to archive it again")
             else:
                 jobs[job.name] = job
     if not jobs:
@@ -48,7 +49,7 @@ def archive(sweep_dirs: list[Path], out: Path) -> tuple[list[str], list[str]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sweep_dirs", type=Path, nargs="+", help="multirun directories whose jobs the table reads")
-    parser.add_argument("--out", type=Path, required=True, help="the archive directory, e.g. docs/results/formal_languages")
+    parser.add_argument("--out", type=Path, required=True, help="the archive directory, e.g. docs/results/formal_languages (new, or one to add runs to)")
     args = parser.parse_args()
     try:
         archived, skipped = archive(args.sweep_dirs, args.out)

@@ -41,16 +41,20 @@ def test_archive_holds_each_complete_run_and_reads_like_its_sweep(tmp_path):
     assert [r["metrics"]["acc"] for r in archived.runs] == [0.25, 0.75]
 
 
-def test_archive_refuses_to_mix_or_overwrite(tmp_path):
+def test_archive_grows_by_later_sweeps_and_never_overwrites(tmp_path):
     for name in ("a", "b"):
         write_results(tmp_path / name / "0_seed=0", _record(0.5))
+    write_results(tmp_path / "later" / "0_seed=1", _record(0.125))
     clash = _archive(str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "out"))
     assert clash.returncode == 2 and clash.stderr.count("\n") == 1
-    assert "0_seed=0: in both" in clash.stderr
-    (tmp_path / "full").mkdir()
-    (tmp_path / "full" / "x").write_text("kept")
-    again = _archive(str(tmp_path / "a"), "--out", str(tmp_path / "full"))
-    assert again.returncode == 2 and "already holds files" in again.stderr
-    assert (tmp_path / "full" / "x").read_text() == "kept"
+    assert "0_seed=0: in both" in clash.stderr and not (tmp_path / "out").exists()
+    assert _archive(str(tmp_path / "a"), "--out", str(tmp_path / "out")).returncode == 0
+    first = (tmp_path / "out" / "0_seed=0" / ARCHIVED_FILE).read_bytes()
+    again = _archive(str(tmp_path / "b"), "--out", str(tmp_path / "out"))
+    assert again.returncode == 2 and "0_seed=0: already archived" in again.stderr
+    assert (tmp_path / "out" / "0_seed=0" / ARCHIVED_FILE).read_bytes() == first
+    added = _archive(str(tmp_path / "later"), "--out", str(tmp_path / "out"))
+    assert added.returncode == 0, added.stderr
+    assert [r["metrics"]["acc"] for r in load_sweep(tmp_path / "out").runs] == [0.5, 0.125]
     missing = _archive(str(tmp_path / "nowhere"), "--out", str(tmp_path / "new"))
     assert missing.returncode == 2 and "nowhere: not a directory" in missing.stderr
