@@ -64,10 +64,10 @@ def test_the_guides_commands_train_the_users_components(tmp_path):
         assert result["model_state"] == {"training_batches": 24}
     assert runs[0]["strategy"] == {"name": "naive"} and runs[1]["strategy"] == {"name": "anchor", "lam": 1.0}
     assert runs[1]["config"]["optimizer"]["_target_"] == "my_optimizers.Signum"
-    checkpoint = torch.load(tmp_path / "1" / "checkpoints" / "last.ckpt", weights_only=False)
-    # The model's state travels for a resume: the buffer counts the batches up to the checkpoint's step.
-    assert int(checkpoint["state_dict"]["net.training_batches"]) == checkpoint["global_step"] >= 12
-    # The strategy's anchor (every parameter after the first task) travels too: the first task's end is checkpointed.
+    checkpoint = torch.load(tmp_path / "1" / "checkpoints" / "final.ckpt", weights_only=False)
+    # The model's state travels in the checkpoint: the buffer counts the batches up to its step, the run's last.
+    assert int(checkpoint["state_dict"]["net.training_batches"]) == checkpoint["global_step"] == 24
+    # The strategy's anchor (every parameter after the first task) travels too.
     anchors = [state["anchor"] for state in checkpoint["callbacks"].values() if "anchor" in state]
     assert len(anchors) == 1
     assert set(anchors[0]) == {k.removeprefix("net.") for k in checkpoint["state_dict"] if k.startswith("net.")} - {"training_batches"}
@@ -108,11 +108,11 @@ def test_the_anchor_penalty_is_half_lam_times_the_squared_distance(user_modules)
     module = torch.nn.Module()
     module.net = torch.nn.Linear(2, 1)
     strategy = my_strategies.L2Anchor(lam=4.0)
-    assert strategy.loss_term(module, None, None, None) is None  # nothing to keep before the first task ends
+    assert strategy.loss_term(module, None, None, None, 1.0) is None  # nothing to keep before the first task ends
     strategy.on_task_end(None, module, 0)
 
     def penalty(s):
-        return s.loss_term(module, None, None, None).item()
+        return s.loss_term(module, None, None, None, 1.0).item()
 
     assert penalty(strategy) == 0.0
     with torch.no_grad():

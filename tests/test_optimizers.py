@@ -258,7 +258,7 @@ def test_unknown_optimizer_key_is_one_line_on_the_command_line(tmp_path):
     out = run_cli("optimizer=m3", "+optimizer.beta1=0.9", "logger=none", f"hydra.run.dir={tmp_path}")
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [
-        "error: optimizer: TypeError: M3.__init__() got an unexpected keyword argument 'beta1'; check the optimizer.* values"
+        "error: optimizer.beta1: optimizer has no option 'beta1' (M3 takes lr, alpha, frequency, ns_steps, eps, aux_lr, aux_betas)"
     ]
 
 

@@ -232,7 +232,7 @@ def test_perplexity_from_the_loss_matrix():
 
 @pytest.mark.slow
 def test_a_resumed_run_reuses_its_tokenizer_and_ends_with_the_same_matrix(jsonl, tmp_path):
-    from .conftest import assert_resume_matches, kill_when, run_cli
+    from .conftest import assert_resume_matches, kill_at, run_cli
 
     job = ["task=text_domains", "task.source=jsonl", f"task.path={jsonl}", "task.text_column=sentence",
            "task.label_column=intent", "task.vocab_size=300", "task.window=4", "task.repeats=64",
@@ -240,7 +240,7 @@ def test_a_resumed_run_reuses_its_tokenizer_and_ends_with_the_same_matrix(jsonl,
            "checkpoint_every_s=0", "logger=none"]
     assert run_cli(*job, f"hydra.run.dir={tmp_path / 'whole'}").returncode == 0
     killed = tmp_path / "killed"
-    interrupted = kill_when(job, killed, curves=5)  # before training + 4 epochs: inside the second domain
+    interrupted = kill_at(job, killed, epoch=4, when="after")  # the second domain's first epoch of 3
     assert interrupted["status"] == "running"
     saved = (killed / "tokenizer.json").read_text()
     assert_resume_matches(killed, tmp_path / "whole")

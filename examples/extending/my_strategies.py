@@ -25,7 +25,7 @@ class L2Anchor(Strategy):
         self.lam = float(lam)
         self.anchor: dict[str, torch.Tensor] | None = None  # parameter name -> theta* after the last task
 
-    def loss_term(self, module, inputs, targets, logits) -> torch.Tensor | None:
+    def loss_term(self, module, inputs, targets, logits, per_rank) -> torch.Tensor | None:
         if self.anchor is None:
             return None
         squared = sum(((p - self.anchor[n]) ** 2).sum() for n, p in module.net.named_parameters())
