@@ -58,3 +58,14 @@ def test_archive_grows_by_later_sweeps_and_never_overwrites(tmp_path):
     assert [r["metrics"]["acc"] for r in load_sweep(tmp_path / "out").runs] == [0.5, 0.125]
     missing = _archive(str(tmp_path / "nowhere"), "--out", str(tmp_path / "new"))
     assert missing.returncode == 2 and "nowhere: not a directory" in missing.stderr
+
+
+def test_the_formal_languages_table_is_rebuilt_from_its_archive(tmp_path):
+    """docs/formal_languages.md's table is what its documented command makes of docs/results/formal_languages/."""
+    built = subprocess.run([sys.executable, str(REPO / "scripts" / "formal_table.py"),
+                            str(REPO / "docs" / "results" / "formal_languages"), "--out", str(tmp_path)],
+                           cwd=REPO, capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    table = (tmp_path / "formal_table.md").read_text()
+    assert table.count("\n| `") == 16  # 8 models x (accuracy row + epochs row): every row archived
+    assert table in (REPO / "docs" / "formal_languages.md").read_text()
