@@ -8,6 +8,7 @@ from rich.measure import Measurement
 from rich.table import Table
 
 from nested_learning import metrics as M
+from nested_learning.results import ACCURACY_LABELS, accuracy_shown, scope_label
 
 
 def make_console() -> Console:
@@ -26,25 +27,6 @@ def _signed(value: float | None, bad_when_positive: bool = True) -> str:
     harmful = value if bad_when_positive else -value
     colour = "red" if harmful > 0.02 else "green"
     return f"[{colour}]{value:+.3f}[/]"
-
-
-ACCURACY_LABELS = {"token": "next-token accuracy", "sequence": "sequence accuracy (every position right)"}
-
-
-def accuracy_shown(runs: Sequence[dict[str, Any]]) -> str:
-    """Which accuracy the runs' matrices and metrics hold: eval.metric on eval.split (mixed ones listed),
-    with a classification sequence's label scope."""
-    kinds = sorted({(r.get("eval_metric", "token"), r.get("eval_split", "eval"), scope_label(r)) for r in runs})
-    return "; ".join(f"{ACCURACY_LABELS[metric]}{scope} on split {split}" for metric, split, scope in kinds)
-
-
-SCOPE_LABELS = {"class": " at label positions, argmax over the labels of every task trained so far (class-incremental)",
-                "task": " at label positions, argmax over the evaluated task's labels (task-incremental)"}
-
-
-def scope_label(result: dict[str, Any]) -> str:
-    """How a classification sequence's accuracy chooses among labels (data/text.py); nothing for other tasks."""
-    return SCOPE_LABELS.get(result.get("label_scope"), "")
 
 
 def perplexity_line(result: dict[str, Any]) -> str | None:
@@ -145,6 +127,7 @@ MAX_TABLES = 4  # a comparison of a few runs shows each one's retention table; a
 
 def summary_table(table_of: Any, groups: dict[str, list[dict[str, Any]]], single: bool, many: bool) -> Table:
     """The groups side by side: one "mean ± std [95% CI]" cell per metric (the mean alone for one seed)."""
+    # summary imports pandas and scipy: imported here, they stay out of a single run's start (its table needs neither)
     from nested_learning.summary import CLIPPED_NOTE, METRICS, format_mean_ci
 
     rows = []

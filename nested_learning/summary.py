@@ -14,8 +14,7 @@ from scipy import stats
 from nested_learning.errors import FAILURE_LOG, UserError
 from nested_learning.metrics import learning_accuracy
 from nested_learning.overrides import override_key
-from nested_learning.report import accuracy_shown
-from nested_learning.results import RESULTS_FILE, load_results, results_path, with_accuracy
+from nested_learning.results import RESULTS_FILE, accuracy_shown, load_results, results_path, with_accuracy
 
 METRICS = ("acc", "bwt", "fwt", "forgetting")  # the tables' columns
 # summary.csv also has learning accuracy (the accuracy matrix's diagonal): was each task learned at all?

@@ -20,7 +20,7 @@ import pandas as pd
 
 from nested_learning.errors import UserError
 from nested_learning.plots import plt  # with the headless backend the project uses
-from nested_learning.report import accuracy_shown
+from nested_learning.results import accuracy_shown
 from nested_learning.summary import aggregate, group_runs, load_sweep
 
 METRICS = (("acc", "ACC: mean final accuracy (higher is better)"), ("forgetting", "Forgetting (lower is better)"))

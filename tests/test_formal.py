@@ -180,7 +180,8 @@ def test_formal_run_through_the_cli_records_every_split_and_metric(tmp_path):
 
 
 def test_tables_and_summaries_name_the_accuracy_they_show(tmp_path):
-    from nested_learning.report import accuracy_shown, retention_table
+    from nested_learning.report import retention_table
+    from nested_learning.results import accuracy_shown
     from nested_learning.summary import Sweep, write_summary
 
     run = {"model": "rnn", "seed": 1, "tasks": ["parity"], "eval_split": "bin1", "eval_metric": "sequence",
