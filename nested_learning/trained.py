@@ -1,6 +1,6 @@
 """A finished run's trained model, read back from its directory.
 
-    from nested_learning import load_run
+    from nested_learning.trained import load_run
     run = load_run("outputs/runs/2026-12-05_12-00-00_hope")
     run.model          # the trained network, in eval mode: (B, T) token ids -> (B, T, V) logits
     run.data.vocab     # its vocabulary (encode sentences into ids)

@@ -143,7 +143,7 @@ def test_ddp_cpu_trains_and_evaluates_as_one_process(whole_runs):
     assert sorted(p.name for p in ddp_dir.iterdir()) == [".hydra", "checkpoints", "results.json", "train.log",
                                                           "train_ddp_process_1.log"]
     assert [p.name for p in (ddp_dir / "checkpoints").iterdir()] == ["final.ckpt"]
-    from nested_learning import load_run
+    from nested_learning.trained import load_run
 
     accs, _ = load_run(ddp_dir).evaluate()  # the weights the ranks ended with, read back in this process
     assert accs[ddp["eval_split"]][ddp["eval_metric"]] == ddp["accuracy_matrix"][-1]

@@ -38,7 +38,7 @@ def test_a_run_killed_after_its_final_checkpoint_but_before_complete_resumes_and
     assert sorted(p.name for p in (killed / "checkpoints").iterdir()) == ["final.ckpt", "last.ckpt"]
     assert_resume_matches(killed, tmp_path / "whole")
     assert sorted(p.name for p in (killed / "checkpoints").iterdir()) == ["final.ckpt"]
-    from nested_learning import load_run
+    from nested_learning.trained import load_run
 
     run = load_run(killed)
     accs, _ = run.evaluate()
