@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from nested_learning.errors import UserError
-from nested_learning.metrics import record_metrics
+from nested_learning.analysis.metrics import record_metrics
 
 RESULTS_FILE = "results.json"
 # A run's results.json as archived with the docs (scripts/archive_results.py): read like the file itself.

@@ -7,8 +7,8 @@ from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 
-from nested_learning import metrics as M
-from nested_learning.results import ACCURACY_LABELS, accuracy_shown, scope_label
+from nested_learning.analysis import metrics as M
+from nested_learning.analysis.results import ACCURACY_LABELS, accuracy_shown, scope_label
 
 
 def make_console() -> Console:
@@ -128,7 +128,7 @@ MAX_TABLES = 4  # a comparison of a few runs shows each one's retention table; a
 def summary_table(table_of: Any, groups: dict[str, list[dict[str, Any]]], single: bool, many: bool) -> Table:
     """The groups side by side: one "mean ± std [95% CI]" cell per metric (the mean alone for one seed)."""
     # summary imports pandas and scipy: imported here, they stay out of a single run's start (its table needs neither)
-    from nested_learning.summary import CLIPPED_NOTE, METRICS, format_mean_ci
+    from nested_learning.analysis.summary import CLIPPED_NOTE, METRICS, format_mean_ci
 
     rows = []
     for _, row in table_of.iterrows():
@@ -171,7 +171,7 @@ def print_unbroken(table: Table, console: Console) -> None:
 
 def print_comparison(runs: list[dict[str, Any]], failures: list[tuple[str, str]], console: Console | None = None) -> None:
     """The end of a sweep: each single run's retention table, then the groups side by side."""
-    from nested_learning.summary import aggregate, difference_interval, group_runs
+    from nested_learning.analysis.summary import aggregate, difference_interval, group_runs
 
     console = console or make_console()
     if not runs:
