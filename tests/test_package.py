@@ -1,4 +1,5 @@
-"""The package's shape: no import cycles between its modules."""
+"""The package's shape (docs/architecture.md): no import cycles between its modules, every module on the
+page's map, and analysis/ free of torch."""
 import ast
 from pathlib import Path
 
@@ -55,6 +56,41 @@ def test_the_cycle_check_sees_an_import_inside_a_function(tmp_path):
     (package / "summary.py").write_text("from pkg import report\n")
     (package / "report.py").write_text("def table():\n    from pkg.summary import METRICS\n")
     assert _cycles(_imports(package)) == ["pkg.report -> pkg.summary -> pkg.report"]
+
+
+MAPPED = ("cli", "run", "analysis")  # the subpackages whose every module has its line on docs/architecture.md
+
+
+def test_the_architecture_page_places_every_module():
+    """A module added at the package's top or in cli/, run/ or analysis/ gets a place on the map."""
+    page = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    entries = [p.name + ("/" if p.is_dir() else "") for p in PACKAGE.iterdir()
+               if p.name != "__init__.py" and (p.suffix == ".py" or (p / "__init__.py").is_file())]
+    entries += [f"{package}/{p.name}" for package in MAPPED for p in (PACKAGE / package).glob("*.py") if p.name != "__init__.py"]
+    assert "analysis/summary.py" in entries and "train.py" in entries and "data/" in entries
+    assert [e for e in entries if f"`{e}`" not in page and f"  {e} " not in page] == []
+
+
+def _third_party(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+    return names
+
+
+def test_reading_runs_needs_no_torch():
+    """scripts/summarize.py reads a sweep through analysis/: nothing it reaches imports torch or Lightning."""
+    graph, modules = _imports(PACKAGE), _modules(PACKAGE)
+    reached = {m for m in graph if m.startswith("nested_learning.analysis.")}
+    frontier = set(reached)
+    while frontier:
+        frontier = {n for m in frontier for n in graph[m]} - reached
+        reached |= frontier
+    heavy = {m: sorted(_third_party(modules[m]) & {"torch", "pytorch_lightning", "lightning"}) for m in reached}
+    assert {m: names for m, names in heavy.items() if names} == {}
 
 
 def _pins(lock: str) -> list[str]:
