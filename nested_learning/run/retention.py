@@ -160,7 +160,7 @@ class RetentionCallback(pl.Callback):
                            task_info=dict(dm.sequence.info))
         if self.result["initial_accuracy"]:
             # Resumed from a checkpoint: the untrained model was measured before the interruption. TensorBoard
-            # hides what the killed run logged from the checkpoint's step on (resume.ResumePlan), and the
+            # hides what the killed run logged from the checkpoint's step on (checkpoints.ResumePlan), and the
             # resumed run logs again from that step, but not the evaluation that preceded the checkpoint.
             step, values = self.last_logged
             if values:
