@@ -29,10 +29,10 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from nested_learning.config_checks import apply_model_overrides, check_options, epoch_schedule, validate
+from nested_learning.cli.config_checks import apply_model_overrides, check_options, epoch_schedule, validate
 from nested_learning.errors import FAILURE_LOG, SweepError, UserError
-from nested_learning.overrides import without_key
-from nested_learning.rerun import replayed_overrides
+from nested_learning.cli.overrides import without_key
+from nested_learning.cli.rerun import replayed_overrides
 
 log = logging.getLogger("nested_learning")
 STARTED = time.time()  # before Hydra creates the run directory: what this process wrote is newer
@@ -71,7 +71,7 @@ def constructor_errors() -> Iterator[None]:
 def build_model(cfg: DictConfig, sequence: Any) -> tuple[Any, Any, Any]:
     """(strategy, data module, ContinualLM around the untrained network) for a resolved config and its task sequence."""
     from nested_learning.data.datamodule import StoppingRule, TaskSequenceDataModule
-    from nested_learning.lit_module import ContinualLM
+    from nested_learning.run.lit_module import ContinualLM
     from nested_learning.optim.checks import check_factory
 
     strategy = instantiate({k: v for k, v in cfg.strategy.items() if k != "name"}, _convert_="all")
@@ -96,8 +96,8 @@ def build(cfg: DictConfig, run_dir: Path, record: dict[str, Any], print_table: b
     import pytorch_lightning as pl
     import torch
 
-    from nested_learning.resume import EpochCheckpoint
-    from nested_learning.retention import RetentionCallback
+    from nested_learning.run.checkpoints import EpochCheckpoint
+    from nested_learning.run.retention import RetentionCallback
 
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
@@ -115,14 +115,14 @@ def build(cfg: DictConfig, run_dir: Path, record: dict[str, Any], print_table: b
     # The strategy's end-of-task work (e.g. EWC's Fisher) runs before the checkpoint that must keep it.
     callbacks: list[pl.Callback] = [retention, strategy]
     if cfg.reset_optimizer:
-        from nested_learning.task_boundary import ResetOptimizerAtTaskStart
+        from nested_learning.run.task_boundary import ResetOptimizerAtTaskStart
 
         callbacks.append(ResetOptimizerAtTaskStart())
     # after the retention callback, so a checkpoint holds the rows it just measured
     every = cfg.checkpoint_every_s
     callbacks.append(EpochCheckpoint(run_dir, None if every is None else float(every)))
     if progress:
-        from nested_learning.progress import TaskProgressBar
+        from nested_learning.run.progress import TaskProgressBar
 
         callbacks.append(TaskProgressBar())
     # The data module splits every global batch between the ranks itself (distributed.py): no DistributedSampler.
@@ -182,17 +182,17 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], print_table: bool 
     if cfg.eval.split is not None and cfg.eval.split not in sequence.split_names:
         raise UserError(f"eval.split={cfg.eval.split!r}: task sequence {sequence.name!r} has the splits "
                         f"{', '.join(sequence.split_names)}")
-    from nested_learning.hardware import check_hardware  # imports torch, not Lightning
+    from nested_learning.run.hardware import check_hardware  # imports torch, not Lightning
 
     trainer_cfg = OmegaConf.to_container(cfg.trainer)
     check_hardware(trainer_cfg.get("accelerator", "auto"), trainer_cfg.get("devices", "auto"))  # Lightning's defaults
-    from nested_learning import provenance
+    from nested_learning.run import provenance
 
     quiet_lightning()
     for group in ("model", "strategy", "optimizer"):
         check_options(cfg, group)
-    from nested_learning.distributed import refuse_unsupported, set_process_group_environment, wait_for_ranks
-    from nested_learning.resume import describe_position, finished_epochs, plan_resume
+    from nested_learning.run.distributed import refuse_unsupported, set_process_group_environment, wait_for_ranks
+    from nested_learning.run.checkpoints import describe_position, finished_epochs, plan_resume
 
     speaks = process_rank() == 0  # under DDP the other ranks run the same code silently
 
@@ -266,7 +266,7 @@ def remove_if_unused(run_dir: Path) -> None:
 
 
 def say_where(run_dir: Path) -> None:
-    from nested_learning.report import make_console
+    from nested_learning.analysis.report import make_console
 
     written = sorted(p.name + ("/" if p.is_dir() else "") for p in run_dir.iterdir() if not p.name.startswith("."))
     line = f"wrote {', '.join(written)} in {run_dir}"
@@ -284,7 +284,7 @@ def main(cfg: DictConfig) -> list[float] | float | None:
         log.setLevel(logging.WARNING)
     tag = None
     if multirun:
-        from nested_learning.sweep_progress import announce_job
+        from nested_learning.cli.sweep_progress import announce_job
 
         announce_job(hydra_cfg)
         tag = f"job {hydra_cfg.job.num + 1}"  # on its lines, which parallel jobs (joblib) interleave
@@ -332,6 +332,6 @@ def sweeper_value(result: dict[str, Any], objective: list[str]) -> list[float] |
 
 
 if __name__ == "__main__":
-    from nested_learning.command_line import run_app
+    from nested_learning.cli.command_line import run_app
 
     sys.exit(run_app(main))

@@ -6,7 +6,7 @@ Writes OUT/<job directory name>/results.json.gz for every complete job of the sw
 unfinished jobs are named and left out), byte-for-byte the run's own file, compressed
 reproducibly (no timestamp in the gzip header). OUT may already hold an archive: a later sweep's
 runs (the rows a first sweep did not reach) are added beside it, and a job already there is an error. The archive reads like a sweep directory: every
-reader of runs (scripts/summarize.py, scripts/formal_table.py, nested_learning.summary.load_sweep)
+reader of runs (scripts/summarize.py, scripts/formal_table.py, nested_learning.analysis.summary.load_sweep)
 takes it in place of SWEEP_DIR, so the docs' tables are rebuilt from it by their own command, and
 tests/test_results_archive.py checks that they are.
 """
@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from nested_learning.errors import UserError
-from nested_learning.results import ARCHIVED_FILE, RESULTS_FILE, load_results
+from nested_learning.analysis.results import ARCHIVED_FILE, RESULTS_FILE, load_results
 
 
 def archive(sweep_dirs: list[Path], out: Path) -> tuple[list[str], list[str]]:

@@ -60,12 +60,12 @@ def plain_once(out_dir: Path) -> list[list[list[float]]]:
 
 def ablations() -> dict[str, dict]:
     """Each switches off one of the framework's extras, by replacing what it calls with a no-op."""
-    from nested_learning import resume, retention
+    from nested_learning.run import checkpoints, retention
 
     skip = lambda *args, **kwargs: None  # noqa: E731
     single = {
         "without results.json writes": {(retention, "write_results"): skip},
-        "without checkpoints": {(resume.EpochCheckpoint, "_save"): skip},
+        "without checkpoints": {(checkpoints.EpochCheckpoint, "_save"): skip},
         "without the end-of-run TensorBoard summary (heatmap, HParams)": {(retention.RetentionCallback, "_log_summary"): skip},
     }
     return {**single, "without all three": {key: value for patches in single.values() for key, value in patches.items()}}

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from nested_learning.errors import UserError
-from nested_learning.summary import group_runs, load_sweep
+from nested_learning.analysis.summary import group_runs, load_sweep
 
 
 def mean(values: list[float]) -> float:

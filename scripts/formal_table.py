@@ -27,8 +27,8 @@ import numpy as np
 
 from nested_learning.data.formal import LANGUAGES
 from nested_learning.errors import UserError
-from nested_learning.plots import plt  # with the headless backend the project uses
-from nested_learning.summary import load_sweep, t_interval
+from nested_learning.analysis.plots import plt  # with the headless backend the project uses
+from nested_learning.analysis.summary import load_sweep, t_interval
 
 BINS = ("bin0", "bin1")
 HEADINGS = {"parity": "Parity", "aa": "(aa)*", "abab": "(abab)*", "anbn": "a^n b^n", "anbncn": "a^n b^n c^n",

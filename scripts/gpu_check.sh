@@ -57,7 +57,7 @@ for precision in 32-true bf16-mixed; do
     # outside the training step, so in float32 under both precisions: the same numbers are expected.
     $PY - "$run_dir" >>"$OUT/summary.txt" 2>&1 <<'PYEOF'
 import sys
-from nested_learning import load_run
+from nested_learning.run.trained import load_run
 run = load_run(sys.argv[1])
 run.module.to("cuda")
 accs, _ = run.evaluate()

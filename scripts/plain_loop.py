@@ -18,11 +18,11 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
-from nested_learning import metrics as M
+from nested_learning.analysis import metrics as M
 from nested_learning.data.datamodule import TaskSequenceDataModule
-from nested_learning.lit_module import ACCURACIES
+from nested_learning.run.lit_module import ACCURACIES
 from nested_learning.strategies.base import Naive
-from nested_learning.config_checks import apply_model_overrides
+from nested_learning.cli.config_checks import apply_model_overrides
 
 
 def train_and_evaluate(cfg: DictConfig) -> list[list[float]]:

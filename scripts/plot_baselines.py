@@ -3,10 +3,10 @@
     python scripts/plot_baselines.py SWEEP_DIR [--out FILE]     # FILE: SWEEP_DIR/baselines.png by default
     python scripts/plot_baselines.py SWEEP_DIR --split bin1      # another evaluation split (or --metric token)
 
-Reads the jobs' results.json through nested_learning.summary (load_sweep, aggregate): one bar per
+Reads the jobs' results.json through nested_learning.analysis.summary (load_sweep, aggregate): one bar per
 group of runs that differ only by seed, at the mean, with its Student-t 95% confidence interval.
 Strategies run along the x axis from the lower bound (naive) to the upper bound (joint), one bar
-per model. Metrics as in nested_learning/metrics.py (forgetting: Chaudhry et al. 2018), on the
+per model. Metrics as in nested_learning/analysis/metrics.py (forgetting: Chaudhry et al. 2018), on the
 accuracy the runs chose (eval.split, eval.metric) or the one --split / --metric pick; the title says which.
 """
 from __future__ import annotations
@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 
 from nested_learning.errors import UserError
-from nested_learning.plots import plt  # with the headless backend the project uses
-from nested_learning.report import accuracy_shown
-from nested_learning.summary import aggregate, group_runs, load_sweep
+from nested_learning.analysis.plots import plt  # with the headless backend the project uses
+from nested_learning.analysis.results import accuracy_shown
+from nested_learning.analysis.summary import aggregate, group_runs, load_sweep
 
 METRICS = (("acc", "ACC: mean final accuracy (higher is better)"), ("forgetting", "Forgetting (lower is better)"))
 STRATEGY_ORDER = ("naive", "ewc", "lwf", "replay", "joint")  # others follow in name order

@@ -4,6 +4,6 @@
 """
 import sys
 
-from nested_learning.rerun import main
+from nested_learning.cli.rerun import main
 
 sys.exit(main())

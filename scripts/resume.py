@@ -6,6 +6,6 @@
 """
 import sys
 
-from nested_learning.finish import main
+from nested_learning.cli.finish import main
 
 sys.exit(main())

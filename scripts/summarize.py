@@ -22,8 +22,8 @@ import sys
 from pathlib import Path
 
 from nested_learning.errors import UserError
-from nested_learning.report import make_console, print_comparison
-from nested_learning.summary import load_sweep, missing_reference, write_summary
+from nested_learning.analysis.report import make_console, print_comparison
+from nested_learning.analysis.summary import load_sweep, missing_reference, write_summary
 
 
 def main() -> int:

@@ -45,8 +45,8 @@ def run_cli(*args: str, cwd: Path = REPO, env_extra: dict | None = None, timeout
 
 def kill_env(epoch: int, when: str, run_dir_glob: str | None = None) -> dict[str, str]:
     """Environment for a run that SIGKILLs itself after its `epoch`-th epoch (from 1), `when` "before" or "after"
-    that epoch's checkpoint, in a run directory matching `run_dir_glob` (any by default): resume.TEST_SIGKILL_ENV."""
-    from nested_learning.resume import TEST_SIGKILL_ENV
+    that epoch's checkpoint, in a run directory matching `run_dir_glob` (any by default): checkpoints.TEST_SIGKILL_ENV."""
+    from nested_learning.run.checkpoints import TEST_SIGKILL_ENV
 
     return {TEST_SIGKILL_ENV: ":".join([str(epoch), when, *([run_dir_glob] if run_dir_glob else [])])}
 

@@ -9,13 +9,13 @@ import torch
 from torch import nn
 
 from nested_learning.errors import UserError
-from nested_learning.lit_module import ContinualLM
+from nested_learning.run.lit_module import ContinualLM
 from nested_learning.models.cms import CMS
 from nested_learning.models.cms_lm import CMSLM
 from nested_learning.models.hope_attention import HopeAttentionLM
 from nested_learning.models.transformer import TinyTransformerLM
 from nested_learning.optim.multi_frequency import Level, MultiFrequencyOptimizer
-from nested_learning.results import load_results
+from nested_learning.analysis.results import load_results
 
 X = torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 1.0], [1.0, 1.0], [0.0, 0.0], [2.0, -1.0]])
 C = torch.tensor([1.0, -1.0, 2.0, 0.5, 0.0, 1.0])

@@ -13,7 +13,7 @@ from nested_learning.errors import UserError
 from nested_learning.models import cms as cms_module
 from nested_learning.models.cms import CMS
 from nested_learning.models.cms_lm import CMSLM
-from nested_learning.results import load_results
+from nested_learning.analysis.results import load_results
 
 from .test_cms import _fit, _NextToken
 

@@ -30,7 +30,7 @@ def build(cfg: DictConfig, key: str, tmp_path) -> None:
     from hydra.plugins.launcher import Launcher
     from hydra.plugins.sweeper import Sweeper
 
-    from nested_learning.config_checks import check_options
+    from nested_learning.cli.config_checks import check_options
     from nested_learning.strategies.base import Strategy
 
     node = OmegaConf.select(cfg, key)
@@ -74,8 +74,8 @@ def test_every_option_of_every_group_builds(group, option, tmp_path):
     does before it starts, and its first job built."""
     from hydra.core.hydra_config import HydraConfig
 
-    from nested_learning.config_checks import apply_model_overrides, check_jobs, validate
-    from nested_learning.sweep_progress import grid_jobs
+    from nested_learning.cli.config_checks import apply_model_overrides, check_jobs, validate
+    from nested_learning.cli.sweep_progress import grid_jobs
 
     cfg = compose_with_hydra(f"{group}={option}")
     if cfg.hydra.sweeper.get("params") and cfg.hydra.sweeper._target_.endswith(".BasicSweeper"):

@@ -2,12 +2,12 @@
 import pytest
 import torch
 
-from nested_learning.config_checks import epoch_schedule
+from nested_learning.cli.config_checks import epoch_schedule
 from nested_learning.data.datamodule import TaskSequenceDataModule
 from nested_learning.data.tasks import from_sentences
 from nested_learning.data.vocab import Vocabulary
 from nested_learning.errors import UserError
-from nested_learning.lit_module import token_accuracy
+from nested_learning.run.lit_module import token_accuracy
 from nested_learning.strategies.base import Naive
 
 from .conftest import compose_config

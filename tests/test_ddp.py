@@ -1,4 +1,4 @@
-"""Training on several devices with Lightning's DDP (nested_learning/distributed.py, docs/ddp.md).
+"""Training on several devices with Lightning's DDP (nested_learning/run/distributed.py, docs/ddp.md).
 
 The end-to-end tests launch the real command in a subprocess, as a user does: Lightning starts
 rank 1 by running that command again, which inside pytest would be pytest. Two CPU ranks
@@ -20,7 +20,7 @@ import torch
 
 from nested_learning.data.datamodule import TaskSequenceDataModule
 from nested_learning.data.tasks import from_sentences
-from nested_learning.distributed import RankShares, rank_share, refuse_unsupported
+from nested_learning.run.distributed import RankShares, rank_share, refuse_unsupported
 from nested_learning.errors import SweepError, UserError
 from nested_learning.strategies.base import Naive
 from nested_learning.strategies.joint import Joint
@@ -143,7 +143,7 @@ def test_ddp_cpu_trains_and_evaluates_as_one_process(whole_runs):
     assert sorted(p.name for p in ddp_dir.iterdir()) == [".hydra", "checkpoints", "results.json", "train.log",
                                                           "train_ddp_process_1.log"]
     assert [p.name for p in (ddp_dir / "checkpoints").iterdir()] == ["final.ckpt"]
-    from nested_learning import load_run
+    from nested_learning.run.trained import load_run
 
     accs, _ = load_run(ddp_dir).evaluate()  # the weights the ranks ended with, read back in this process
     assert accs[ddp["eval_split"]][ddp["eval_metric"]] == ddp["accuracy_matrix"][-1]

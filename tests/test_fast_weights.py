@@ -8,7 +8,7 @@ from nested_learning.errors import UserError
 from nested_learning.models.chunkwise import delta_chunk, delta_tokens
 from nested_learning.models.fast_weights import DeltaNetLM, DeltaRule, LinearAttention, LinearAttentionLM
 from nested_learning.models.titans import merge_heads
-from nested_learning.results import load_results
+from nested_learning.analysis.results import load_results
 
 X = torch.randn(3, 11, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
 

@@ -15,7 +15,7 @@ import torch
 from nested_learning.data.formal import LANGUAGES, example, formal_tasks
 from nested_learning.data.vocab import Vocabulary
 from nested_learning.errors import UserError
-from nested_learning.lit_module import sequence_accuracy, token_accuracy
+from nested_learning.run.lit_module import sequence_accuracy, token_accuracy
 from tests.conftest import run_cli
 
 
@@ -180,8 +180,9 @@ def test_formal_run_through_the_cli_records_every_split_and_metric(tmp_path):
 
 
 def test_tables_and_summaries_name_the_accuracy_they_show(tmp_path):
-    from nested_learning.report import accuracy_shown, retention_table
-    from nested_learning.summary import Sweep, write_summary
+    from nested_learning.analysis.report import retention_table
+    from nested_learning.analysis.results import accuracy_shown
+    from nested_learning.analysis.summary import Sweep, write_summary
 
     run = {"model": "rnn", "seed": 1, "tasks": ["parity"], "eval_split": "bin1", "eval_metric": "sequence",
            "accuracy_matrix": [[0.5]], "initial_accuracy": [0.0], "heldout": [True], "overrides": ["model=rnn"],

@@ -2,7 +2,7 @@
 import pytest
 
 from nested_learning.errors import UserError
-from nested_learning.hardware import check_hardware, usable_cores
+from nested_learning.run.hardware import check_hardware, usable_cores
 
 from .conftest import run_cli
 

@@ -1,4 +1,4 @@
-"""SIGKILL at an exact epoch (resume.TEST_SIGKILL_ENV), then resume: the memories' state and the final model.
+"""SIGKILL at an exact epoch (checkpoints.TEST_SIGKILL_ENV), then resume: the memories' state and the final model.
 
 Each killed run is resumed with scripts/resume.py and must end with the uninterrupted run's accuracy
 AND loss matrices (one scored token moves an accuracy by a few percent on these tiny tasks; a loss shows any leak).
@@ -38,7 +38,7 @@ def test_a_run_killed_after_its_final_checkpoint_but_before_complete_resumes_and
     assert sorted(p.name for p in (killed / "checkpoints").iterdir()) == ["final.ckpt", "last.ckpt"]
     assert_resume_matches(killed, tmp_path / "whole")
     assert sorted(p.name for p in (killed / "checkpoints").iterdir()) == ["final.ckpt"]
-    from nested_learning import load_run
+    from nested_learning.run.trained import load_run
 
     run = load_run(killed)
     accs, _ = run.evaluate()

@@ -1,7 +1,7 @@
-"""The continual-learning metrics against matrices computed by hand (definitions in nested_learning/metrics.py)."""
+"""The continual-learning metrics against matrices computed by hand (definitions in nested_learning/analysis/metrics.py)."""
 import pytest
 
-from nested_learning import metrics as M
+from nested_learning.analysis import metrics as M
 
 
 def test_single_task_defines_only_acc():

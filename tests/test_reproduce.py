@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from nested_learning.rerun import SWEEP_DIR_ENV, replay_command, with_dirs
+from nested_learning.cli.rerun import SWEEP_DIR_ENV, replay_command, with_dirs
 
 from .conftest import REPO, compose_config, kill_env, run_cli
 
@@ -169,7 +169,7 @@ def test_a_trial_of_an_optuna_search_reruns_and_the_search_finishes(tmp_path):
 def test_a_replayed_run_records_its_source_overrides_with_its_own_on_top(tmp_path):
     from types import SimpleNamespace
 
-    from nested_learning.rerun import replayed_overrides
+    from nested_learning.cli.rerun import replayed_overrides
 
     source = tmp_path / "0_model=hope,seed=1"
     (source / ".hydra").mkdir(parents=True)

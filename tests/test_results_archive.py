@@ -5,8 +5,8 @@ import gzip
 import subprocess
 import sys
 
-from nested_learning.results import ARCHIVED_FILE, load_results, write_results
-from nested_learning.summary import load_sweep
+from nested_learning.analysis.results import ARCHIVED_FILE, load_results, write_results
+from nested_learning.analysis.summary import load_sweep
 
 from .conftest import REPO
 

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from nested_learning import metrics as M
-from nested_learning.results import load_results
+from nested_learning.analysis import metrics as M
+from nested_learning.analysis.results import load_results
 
 from .conftest import REPO, run_cli, run_cli_in_terminal
 

@@ -86,7 +86,7 @@ def test_stopped_tasks_resume_exactly_after_sigkill(tmp_path):
 ])
 def test_bad_stopping_values_are_one_line_errors(override, message):
     from nested_learning.errors import UserError
-    from nested_learning.config_checks import validate
+    from nested_learning.cli.config_checks import validate
 
     from .conftest import compose_config
 

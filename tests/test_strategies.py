@@ -11,7 +11,7 @@ from scipy import stats
 from nested_learning.data.datamodule import TaskSequenceDataModule
 from nested_learning.data.tasks import from_sentences
 from nested_learning.errors import UserError
-from nested_learning.lit_module import ContinualLM
+from nested_learning.run.lit_module import ContinualLM
 from nested_learning.strategies.base import Naive
 from nested_learning.strategies.ewc import EWC, empirical_fisher, ewc_penalty
 from nested_learning.strategies.joint import Joint

@@ -6,7 +6,7 @@ import re
 import pandas as pd
 import pytest
 
-from nested_learning.summary import (
+from nested_learning.analysis.summary import (
     CLIPPED_NOTE, aggregate, axis_table, difference_interval, load_sweep, pareto_front, reference_differences, t_interval, write_summary,
 )
 from nested_learning.train import sweeper_value
@@ -144,12 +144,12 @@ def test_every_report_labels_groups_alike_without_what_all_runs_share(tmp_path):
 
 
 def test_a_failing_figure_costs_no_other_file(tmp_path, monkeypatch):
-    import nested_learning.plots
+    import nested_learning.analysis.plots
 
     def broken(*args, **kwargs):
         raise RuntimeError("no fonts")
 
-    monkeypatch.setattr(nested_learning.plots, "sweep_heatmap_figure", broken)
+    monkeypatch.setattr(nested_learning.analysis.plots, "sweep_heatmap_figure", broken)
     runs = [_run("hope", s, 0.1 * s, fast=f, slow=sl) for f in (0.3, 0.9) for sl in (0.01, 0.05) for s in (0, 1)]
     written = write_summary(tmp_path, _write_jobs(tmp_path, runs))
     assert {p.name for p in written} == {"summary.csv", "summary.md"}
@@ -215,7 +215,7 @@ def test_plot_baselines_writes_into_the_sweep_directory_by_default(tmp_path):
 
 
 def test_reference_can_be_one_override_that_also_chooses_the_model():
-    from nested_learning.summary import reference_differences
+    from nested_learning.analysis.summary import reference_differences
 
     def arm(name, model, seed, forgetting, task="commute4"):
         run = _run(model, seed, forgetting, extra=(f"+cms_arm={name}", f"task={task}"))
@@ -245,7 +245,7 @@ def test_summary_csv_has_learning_accuracy_also_for_runs_written_before_it(tmp_p
 
 
 def test_runs_written_to_other_places_are_one_setting():
-    from nested_learning.summary import group_runs
+    from nested_learning.analysis.summary import group_runs
 
     runs = [_run("rnn", 0, 0.1, extra=("paths.output_root=/a",)), _run("rnn", 1, 0.2, extra=("paths.output_root=/b", "hydra.launcher.n_jobs=1"))]
     assert list(group_runs(runs)) == ["model=rnn"] and len(group_runs(runs)["model=rnn"]) == 2
@@ -255,7 +255,7 @@ def test_runs_written_to_other_places_are_one_setting():
 
 
 def test_summary_shows_learning_accuracy_per_task_by_hand(tmp_path):
-    from nested_learning.summary import learning_accuracy_per_task
+    from nested_learning.analysis.summary import learning_accuracy_per_task
 
     def run(model, seed, diagonal, tasks=("parity", "aa")):
         R = [[diagonal[0], 0.0], [0.1, diagonal[1]]]

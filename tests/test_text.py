@@ -16,7 +16,7 @@ from nested_learning.data.text import split_texts, text_classes, text_domains, w
 from nested_learning.data.text_sources import bbc_records, load_records
 from nested_learning.data.vocab import EOS, PAD
 from nested_learning.errors import UserError
-from nested_learning.lit_module import restrict, token_accuracy
+from nested_learning.run.lit_module import restrict, token_accuracy
 
 WORDS = {
     "weather": "rain sun cloud wind snow storm fog",
@@ -222,7 +222,7 @@ def test_bad_input_is_one_line(jsonl, tmp_path, monkeypatch):
 def test_perplexity_from_the_loss_matrix():
     import math
 
-    from nested_learning.metrics import perplexities
+    from nested_learning.analysis.metrics import perplexities
 
     ppl = perplexities([[1.0, 2.0], [0.5, 1.5]])  # mean nats per token, rows = after each task
     assert ppl["learned"] == pytest.approx([math.e, math.exp(1.5)])

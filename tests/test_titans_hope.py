@@ -8,7 +8,7 @@ from nested_learning.errors import UserError
 from nested_learning.models.chunkwise import dgd_step
 from nested_learning.models.hope_nl import MEMORY_NAMES, HopeNLLM, SelfModifyingTitans
 from nested_learning.models.titans import NeuralMemory, TitansLM, fixed, merge_heads, split_heads
-from nested_learning.results import load_results
+from nested_learning.analysis.results import load_results
 
 
 def test_one_delta_rule_step_matches_hand_computation():

@@ -1,4 +1,4 @@
-"""A finished run's trained model: checkpoints/final.ckpt, read back with nested_learning.load_run."""
+"""A finished run's trained model: checkpoints/final.ckpt, read back with nested_learning.run.trained.load_run."""
 import json
 
 import pytest
@@ -10,7 +10,7 @@ def test_a_finished_run_loads_and_its_model_gives_back_the_final_row(run_in_proc
     # The Transformer has dropout: the row is only given back if the loaded model is in eval mode.
     result = run_in_process("model=transformer", "epochs_per_task=[1,2]", "task.repeats=4", "checkpoint_every_s=0",
                             run_dir=tmp_path / "run")
-    from nested_learning import load_run
+    from nested_learning.run.trained import load_run
 
     run = load_run(tmp_path / "run")
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["final.ckpt"]  # last.ckpt went
@@ -29,7 +29,7 @@ def test_a_finished_run_loads_and_its_model_gives_back_the_final_row(run_in_proc
 def test_a_single_task_run_without_resume_checkpoints_still_writes_its_model(run_in_process, tmp_path):
     result = run_in_process("model=rnn", "task=synthetic", "task.num_tasks=1", "epochs_per_task=2", "checkpoint_every_s=null",
                             run_dir=tmp_path / "run")
-    from nested_learning import load_run
+    from nested_learning.run.trained import load_run
 
     run = load_run(tmp_path / "run")
     accs, _ = run.evaluate()
@@ -37,7 +37,7 @@ def test_a_single_task_run_without_resume_checkpoints_still_writes_its_model(run
 
 
 def test_a_directory_that_is_not_a_run_is_one_line(tmp_path):
-    from nested_learning import load_run
+    from nested_learning.run.trained import load_run
 
     with pytest.raises(UserError, match=f"^{tmp_path}: not a run directory \\(no results.json\\)"):
         load_run(tmp_path)

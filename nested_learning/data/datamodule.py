@@ -14,10 +14,10 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from nested_learning.config_checks import epoch_schedule
+from nested_learning.cli.config_checks import epoch_schedule
 from nested_learning.data.tasks import TaskSequence
 from nested_learning.data.vocab import Vocabulary
-from nested_learning.distributed import rank_share
+from nested_learning.run.distributed import rank_share
 from nested_learning.errors import UserError
 
 

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 
 if TYPE_CHECKING:
     from nested_learning.data.datamodule import TaskSequenceDataModule
-    from nested_learning.lit_module import ContinualLM
+    from nested_learning.run.lit_module import ContinualLM
 
 
 class Strategy(pl.Callback):

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from nested_learning.errors import UserError
-from nested_learning.lit_module import ContinualLM
+from nested_learning.run.lit_module import ContinualLM
 from nested_learning.strategies.base import Strategy
 
 Tensors = dict[str, torch.Tensor]  # by parameter name

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nested_learning.errors import UserError
-from nested_learning.lit_module import ContinualLM
+from nested_learning.run.lit_module import ContinualLM
 from nested_learning.strategies.base import Strategy
 
 

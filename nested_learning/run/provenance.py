@@ -9,7 +9,7 @@ from importlib import metadata
 from pathlib import Path
 
 PACKAGES = ("torch", "pytorch-lightning", "hydra-core", "omegaconf", "numpy", "tensorboard", "torchmetrics")
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @lru_cache(maxsize=1)  # a sweep's jobs share one process and one environment

@@ -25,7 +25,7 @@ FULL_ERROR = "HYDRA_FULL_ERROR"
 def misplaced_option(err: Exception) -> str | None:
     """'task.language: the chosen task config has no option 'language'; task=formal has it (add task=formal)',
     for Hydra's failure to override a key that another choice of the key's group has; None otherwise."""
-    from nested_learning.config_checks import CONF, belongs_elsewhere
+    from nested_learning.cli.config_checks import CONF, belongs_elsewhere
 
     key = getattr(err.__cause__, "full_key", None)
     if not str(err).startswith("Could not override") or not key or "." not in key:

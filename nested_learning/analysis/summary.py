@@ -12,10 +12,9 @@ import pandas as pd
 from scipy import stats
 
 from nested_learning.errors import FAILURE_LOG, UserError
-from nested_learning.metrics import learning_accuracy
-from nested_learning.overrides import override_key
-from nested_learning.report import accuracy_shown
-from nested_learning.results import RESULTS_FILE, load_results, results_path, with_accuracy
+from nested_learning.analysis.metrics import learning_accuracy
+from nested_learning.cli.overrides import override_key
+from nested_learning.analysis.results import RESULTS_FILE, accuracy_shown, load_results, results_path, with_accuracy
 
 METRICS = ("acc", "bwt", "fwt", "forgetting")  # the tables' columns
 # summary.csv also has learning accuracy (the accuracy matrix's diagonal): was each task learned at all?
@@ -275,7 +274,7 @@ MAX_GRID_SIDE = 12  # more distinct values on an axis than this: a sampled axis 
 def sweep_figure(runs: list[dict[str, Any]], x: str, y: str, sweep_dir: Path, name: str = "summary") -> Path:
     """Forgetting and ACC over two config axes: an annotated heatmap when the runs form a full grid,
     a scatter of the runs otherwise (e.g. continuous rates sampled by Optuna)."""
-    from nested_learning.plots import sweep_heatmap_figure, sweep_scatter_figure
+    from nested_learning.analysis.plots import sweep_heatmap_figure, sweep_scatter_figure
 
     check_axes(runs, x, y)
     points = pd.DataFrame({"x": [config_value(r, x) for r in runs], "y": [config_value(r, y) for r in runs]})
@@ -380,7 +379,7 @@ def write_summary(
     attempt(f"{name}.csv", summary_csv)
     lines = [f"# Summary of {sweep_dir.name}", "", f"{len(sweep.runs)} finished runs, {len(sweep.failures)} failed or unfinished.", ""]
     lines += ["Mean, sample std and 95% confidence interval (Student t) over runs that differ only by seed;",
-              f"{CLIPPED_NOTE}; metrics as defined in nested_learning/metrics.py (forgetting: Chaudhry et al. 2018).", ""]
+              f"{CLIPPED_NOTE}; metrics as defined in nested_learning/analysis/metrics.py (forgetting: Chaudhry et al. 2018).", ""]
     if sweep.runs:
         lines += [f"Accuracy: {accuracy_shown(sweep.runs)} (the runs' eval.metric and eval.split, or summarize.py's --metric and --split).", ""]
     if not table.empty:

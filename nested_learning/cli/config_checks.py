@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from nested_learning.errors import UserError
 from nested_learning.models.rates import check_rates
 
-CONF = Path(__file__).resolve().parent.parent / "conf"  # where @hydra.main in train.py reads its configs
+CONF = Path(__file__).resolve().parents[2] / "conf"  # where @hydra.main in train.py reads its configs
 METRIC_NAMES = ("acc", "bwt", "fwt", "forgetting")
 _MISSING = object()
 

@@ -1,4 +1,4 @@
-"""The `results.json` file every run writes: atomic writes, validated reads."""
+"""The `results.json` file every run writes: atomic writes, validated reads, and which accuracy a record holds."""
 from __future__ import annotations
 
 import gzip
@@ -6,10 +6,10 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from nested_learning.errors import UserError
-from nested_learning.metrics import record_metrics
+from nested_learning.analysis.metrics import record_metrics
 
 RESULTS_FILE = "results.json"
 # A run's results.json as archived with the docs (scripts/archive_results.py): read like the file itself.
@@ -83,3 +83,22 @@ def with_accuracy(record: dict[str, Any], split: str | None = None, metric: str 
     )
     view.update(record_metrics(view["accuracy_matrix"], view["initial_accuracy"]))
     return view
+
+
+ACCURACY_LABELS = {"token": "next-token accuracy", "sequence": "sequence accuracy (every position right)"}
+
+
+def accuracy_shown(runs: Sequence[dict[str, Any]]) -> str:
+    """Which accuracy the runs' matrices and metrics hold: eval.metric on eval.split (mixed ones listed),
+    with a classification sequence's label scope."""
+    kinds = sorted({(r.get("eval_metric", "token"), r.get("eval_split", "eval"), scope_label(r)) for r in runs})
+    return "; ".join(f"{ACCURACY_LABELS[metric]}{scope} on split {split}" for metric, split, scope in kinds)
+
+
+SCOPE_LABELS = {"class": " at label positions, argmax over the labels of every task trained so far (class-incremental)",
+                "task": " at label positions, argmax over the evaluated task's labels (task-incremental)"}
+
+
+def scope_label(result: dict[str, Any]) -> str:
+    """How a classification sequence's accuracy chooses among labels (data/text.py); nothing for other tasks."""
+    return SCOPE_LABELS.get(result.get("label_scope"), "")

@@ -1,6 +1,6 @@
 """A finished run's trained model, read back from its directory.
 
-    from nested_learning import load_run
+    from nested_learning.run.trained import load_run
     run = load_run("outputs/runs/2026-12-05_12-00-00_hope")
     run.model          # the trained network, in eval mode: (B, T) token ids -> (B, T, V) logits
     run.data.vocab     # its vocabulary (encode sentences into ids)
@@ -8,7 +8,7 @@
     run.evaluate()     # every task measured as the run measured it: ({split: {metric: [...]}}, {split: [...]})
 
 The network is rebuilt from the run's resolved config (results.json) and given the weights of
-`checkpoints/final.ckpt`, which every run writes at the end of its last task (resume.py).
+`checkpoints/final.ckpt`, which every run writes at the end of its last task (checkpoints.py).
 """
 from __future__ import annotations
 
@@ -23,10 +23,10 @@ from torch import nn
 
 from nested_learning.data.datamodule import TaskSequenceDataModule
 from nested_learning.errors import UserError
-from nested_learning.lit_module import ContinualLM
-from nested_learning.results import load_results
-from nested_learning.resume import FINAL_CHECKPOINT
-from nested_learning.retention import evaluate_tasks
+from nested_learning.run.lit_module import ContinualLM
+from nested_learning.analysis.results import load_results
+from nested_learning.run.checkpoints import FINAL_CHECKPOINT
+from nested_learning.run.retention import evaluate_tasks
 from nested_learning.train import build_model
 
 

@@ -24,12 +24,12 @@ from pytorch_lightning.utilities import rank_zero_only
 from rich.console import Console
 from rich.markup import escape
 
-from nested_learning import metrics as M
+from nested_learning.analysis import metrics as M
 from nested_learning.data.datamodule import TaskSequenceDataModule
-from nested_learning.lit_module import ACCURACIES, ContinualLM
-from nested_learning.plots import accuracy_matrix_figure
-from nested_learning.report import make_console, metrics_line, print_result
-from nested_learning.results import write_results
+from nested_learning.run.lit_module import ACCURACIES, ContinualLM
+from nested_learning.analysis.plots import accuracy_matrix_figure
+from nested_learning.analysis.report import make_console, metrics_line, print_result
+from nested_learning.analysis.results import write_results
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ class RetentionCallback(pl.Callback):
                            task_info=dict(dm.sequence.info))
         if self.result["initial_accuracy"]:
             # Resumed from a checkpoint: the untrained model was measured before the interruption. TensorBoard
-            # hides what the killed run logged from the checkpoint's step on (resume.ResumePlan), and the
+            # hides what the killed run logged from the checkpoint's step on (checkpoints.ResumePlan), and the
             # resumed run logs again from that step, but not the evaluation that preceded the checkpoint.
             step, values = self.last_logged
             if values:

@@ -7,7 +7,8 @@ from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 
-from nested_learning import metrics as M
+from nested_learning.analysis import metrics as M
+from nested_learning.analysis.results import ACCURACY_LABELS, accuracy_shown, scope_label
 
 
 def make_console() -> Console:
@@ -26,25 +27,6 @@ def _signed(value: float | None, bad_when_positive: bool = True) -> str:
     harmful = value if bad_when_positive else -value
     colour = "red" if harmful > 0.02 else "green"
     return f"[{colour}]{value:+.3f}[/]"
-
-
-ACCURACY_LABELS = {"token": "next-token accuracy", "sequence": "sequence accuracy (every position right)"}
-
-
-def accuracy_shown(runs: Sequence[dict[str, Any]]) -> str:
-    """Which accuracy the runs' matrices and metrics hold: eval.metric on eval.split (mixed ones listed),
-    with a classification sequence's label scope."""
-    kinds = sorted({(r.get("eval_metric", "token"), r.get("eval_split", "eval"), scope_label(r)) for r in runs})
-    return "; ".join(f"{ACCURACY_LABELS[metric]}{scope} on split {split}" for metric, split, scope in kinds)
-
-
-SCOPE_LABELS = {"class": " at label positions, argmax over the labels of every task trained so far (class-incremental)",
-                "task": " at label positions, argmax over the evaluated task's labels (task-incremental)"}
-
-
-def scope_label(result: dict[str, Any]) -> str:
-    """How a classification sequence's accuracy chooses among labels (data/text.py); nothing for other tasks."""
-    return SCOPE_LABELS.get(result.get("label_scope"), "")
 
 
 def perplexity_line(result: dict[str, Any]) -> str | None:
@@ -145,7 +127,8 @@ MAX_TABLES = 4  # a comparison of a few runs shows each one's retention table; a
 
 def summary_table(table_of: Any, groups: dict[str, list[dict[str, Any]]], single: bool, many: bool) -> Table:
     """The groups side by side: one "mean ± std [95% CI]" cell per metric (the mean alone for one seed)."""
-    from nested_learning.summary import CLIPPED_NOTE, METRICS, format_mean_ci
+    # summary imports pandas and scipy: imported here, they stay out of a single run's start (its table needs neither)
+    from nested_learning.analysis.summary import CLIPPED_NOTE, METRICS, format_mean_ci
 
     rows = []
     for _, row in table_of.iterrows():
@@ -188,7 +171,7 @@ def print_unbroken(table: Table, console: Console) -> None:
 
 def print_comparison(runs: list[dict[str, Any]], failures: list[tuple[str, str]], console: Console | None = None) -> None:
     """The end of a sweep: each single run's retention table, then the groups side by side."""
-    from nested_learning.summary import aggregate, difference_interval, group_runs
+    from nested_learning.analysis.summary import aggregate, difference_interval, group_runs
 
     console = console or make_console()
     if not runs:

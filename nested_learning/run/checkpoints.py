@@ -32,7 +32,7 @@ import torch
 
 from nested_learning.data.datamodule import TaskSequenceDataModule
 from nested_learning.errors import UserError
-from nested_learning.results import RESULTS_FILE, load_results
+from nested_learning.analysis.results import RESULTS_FILE, load_results
 
 CHECKPOINT = Path("checkpoints") / "last.ckpt"
 FINAL_CHECKPOINT = Path("checkpoints") / "final.ckpt"

@@ -19,8 +19,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from nested_learning.errors import UserError
-from nested_learning.overrides import override_key, without_key
-from nested_learning.rerun import SWEEP_DIR_ENV, replay_command, saved_config_dir, train_command, with_dirs
+from nested_learning.cli.overrides import override_key, without_key
+from nested_learning.cli.rerun import SWEEP_DIR_ENV, replay_command, saved_config_dir, train_command, with_dirs
 
 SWEEP_RECORD = "multirun.yaml"
 

@@ -44,9 +44,9 @@ class MultirunSummary(Callback):
     """
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from nested_learning.config_checks import check_jobs, validate
+        from nested_learning.cli.config_checks import check_jobs, validate
         from nested_learning.errors import UserError
-        from nested_learning.sweep_progress import grid_jobs
+        from nested_learning.cli.sweep_progress import grid_jobs
 
         jobs = None
         if config.hydra.sweeper._target_.endswith(".BasicSweeper"):
@@ -71,8 +71,8 @@ class MultirunSummary(Callback):
         from rich.markup import escape
 
         from nested_learning.errors import UserError
-        from nested_learning.report import make_console, print_comparison
-        from nested_learning.summary import load_sweep, write_summary
+        from nested_learning.analysis.report import make_console, print_comparison
+        from nested_learning.analysis.summary import load_sweep, write_summary
 
         sweep_dir = Path(config.hydra.sweep.dir)
         try:

@@ -19,8 +19,8 @@ from typing import Any, Sequence
 from omegaconf import OmegaConf
 
 from nested_learning.errors import UserError
-from nested_learning.overrides import layered
-from nested_learning.results import RESULTS_FILE, load_results
+from nested_learning.cli.overrides import layered
+from nested_learning.analysis.results import RESULTS_FILE, load_results
 
 
 def saved_config_dir(run_dir: Path) -> Path:
