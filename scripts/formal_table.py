@@ -9,12 +9,12 @@ table. Each run must have trained one language (`task=formal task.language=NAME`
 results.json's `accuracy_matrices[bin][metric]` after that language is the value. The paper's HOPE
 is this framework's `hope_nl` (self-modifying Titans followed by CMS); `hope` is the seed's cell.
 
-Runs of one model and language at several learning rates need --tune-lr: the rate of each model and
-language family (regular: Parity, (aa)*, (abab)*; counter: a^n b^n, a^n b^n c^n, Shuffle-2) is the
-one whose seed-0 runs (`--grid-seed`) have the highest mean Bin0 accuracy over the family's
-languages (ties: the higher mean Bin0 token accuracy, then the rate nearest the grid's geometric
-middle, then the lower rate); the table then shows every seed at the chosen rates, and
-formal_lr_grid.md the grid and the choice.
+Runs of one model and language at several learning rates need --tune-lr: for each model and
+language family (regular: Parity, (aa)*, (abab)*; counter: a^n b^n, a^n b^n c^n, Shuffle-2), the
+rate whose seed-0 runs (`--grid-seed`) have the highest mean Bin0 accuracy over the family's
+languages, unless the default rate (`--default-lr`, 1e-3) is within `--margin` points (1.0) of it:
+one string of a small Bin0 is not a reason to change the rate. The table then shows every seed at
+the chosen rates, and formal_lr_grid.md the grid and the choice.
 """
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def family_of(language: str) -> str:
     return next(name for name, languages in FAMILIES.items() if language in languages)
 
 
-def choose_rates(records: list[dict], grid_seed: int) -> tuple[dict[tuple[str, str], float], dict]:
+def choose_rates(records: list[dict], grid_seed: int, default_lr: float, margin: float) -> tuple[dict[tuple[str, str], float], dict]:
     """{(model, family): chosen lr} and {(model, family, lr): (mean Bin0 %, mean Bin0 token %)} from the grid seed's runs."""
     grid: dict[tuple[str, str, float], dict[str, dict]] = {}
     for r in records:
@@ -86,12 +86,15 @@ def choose_rates(records: list[dict], grid_seed: int) -> tuple[dict[tuple[str, s
     chosen = {}
     for model, family in {(m, f) for m, f, _ in scores}:
         rates = sorted(lr for m, f, lr in scores if (m, f) == (model, family))
-        middle = float(np.mean(np.log(rates)))
-        chosen[(model, family)] = max(rates, key=lambda lr: (*scores[(model, family, lr)], -abs(math.log(lr) - middle), -lr))
+        best = max(rates, key=lambda lr: (*scores[(model, family, lr)], -lr))
+        default = next((lr for lr in rates if math.isclose(lr, default_lr)), None)
+        keep = default is not None and scores[(model, family, default)][0] >= scores[(model, family, best)][0] - margin
+        chosen[(model, family)] = default if keep else best
     return chosen, scores
 
 
-def at_one_rate(records: list[dict], tune_lr: bool, grid_seed: int) -> tuple[list[dict], str | None]:
+def at_one_rate(records: list[dict], tune_lr: bool, grid_seed: int, default_lr: float = 1e-3,
+                margin: float = 1.0) -> tuple[list[dict], str | None]:
     """The records the table shows and, with tune_lr, the grid's table; several rates without tune_lr is an error."""
     if not tune_lr:
         for model, language in {(r["model"], r["language"]) for r in records}:
@@ -100,7 +103,7 @@ def at_one_rate(records: list[dict], tune_lr: bool, grid_seed: int) -> tuple[lis
                 raise UserError(f"{model} on {language}: runs at learning rates {', '.join(f'{lr:g}' for lr in rates)}; "
                                 "pass --tune-lr to choose one per model and language family")
         return records, None
-    chosen, scores = choose_rates(records, grid_seed)
+    chosen, scores = choose_rates(records, grid_seed, default_lr, margin)
     models = sorted({m for m, _ in chosen}, key=_model_key)
     rates = sorted({lr for _, _, lr in scores})
     lines = [f"| model | family | " + " | ".join(f"lr {lr:g}" for lr in rates) + " | chosen |", "|" + "---|" * (3 + len(rates))]
@@ -110,7 +113,8 @@ def at_one_rate(records: list[dict], tune_lr: bool, grid_seed: int) -> tuple[lis
                 cells = [f"{scores[(model, family, lr)][0]:.1f} ({scores[(model, family, lr)][1]:.1f})"
                          if (model, family, lr) in scores else "—" for lr in rates]
                 lines.append(f"| `{model}` | {family} | " + " | ".join(cells) + f" | {chosen[(model, family)]:g} |")
-    lines += ["", f"Mean Bin0 accuracy (%) over the family's languages, seed {grid_seed}: the table's metric (Bin0 token accuracy in brackets)."]
+    lines += ["", f"Mean Bin0 accuracy (%) over the family's languages, seed {grid_seed}: the table's metric (Bin0 token "
+              f"accuracy in brackets). Chosen: the best, unless lr {default_lr:g} is within {margin:g} points of it."]
     kept = [r for r in records if r["lr"] == chosen[(r["model"], family_of(r["language"]))]]
     return kept, "\n".join(lines) + "\n"
 
@@ -186,9 +190,12 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=None, help="where formal_table.md/.png go (default: the first SWEEP_DIR)")
     parser.add_argument("--tune-lr", action="store_true", help="choose each model's rate per language family on the grid seed's Bin0")
     parser.add_argument("--grid-seed", type=int, default=0, help="the seed whose runs choose the rates (default 0)")
+    parser.add_argument("--default-lr", type=float, default=1e-3, help="the rate kept unless another is better by more than --margin")
+    parser.add_argument("--margin", type=float, default=1.0, help="points of mean Bin0 accuracy (default 1.0)")
     args = parser.parse_args()
     try:
-        records, grid = at_one_rate(collect(args.sweep_dirs, args.metric), args.tune_lr, args.grid_seed)
+        records, grid = at_one_rate(collect(args.sweep_dirs, args.metric), args.tune_lr, args.grid_seed,
+                                    args.default_lr, args.margin)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
