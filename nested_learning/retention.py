@@ -27,7 +27,7 @@ from rich.markup import escape
 from nested_learning import metrics as M
 from nested_learning.data.datamodule import TaskSequenceDataModule
 from nested_learning.lit_module import ACCURACIES, ContinualLM
-from nested_learning.plots import accuracy_matrix_figure
+from nested_learning.plots import accuracy_matrix_image
 from nested_learning.report import make_console, metrics_line, print_result
 from nested_learning.results import write_results
 
@@ -273,11 +273,11 @@ class RetentionCallback(pl.Callback):
             else:
                 logger.log_metrics(metrics, step=trainer.global_step)
             experiment = getattr(logger, "experiment", None)
-            if hasattr(experiment, "add_figure"):
-                figure = accuracy_matrix_figure(
+            if hasattr(experiment, "add_image"):
+                image = accuracy_matrix_image(
                     self.result["accuracy_matrix"], self.result["tasks"], f"R: {self.result['model']}, seed {self.result['seed']}"
                 )
-                experiment.add_figure("retention/accuracy_matrix", figure, global_step=trainer.global_step)
+                experiment.add_image("retention/accuracy_matrix", image, global_step=trainer.global_step, dataformats="HWC")
 
     def fail(self, error: BaseException) -> None:
         """Record a failure without losing the rows already measured."""
