@@ -17,7 +17,7 @@ def accuracy_matrix_image(R: Sequence[Sequence[float]], tasks: Sequence[str], ti
     each cell coloured on viridis over [0, 1] and carrying its value: an RGB image (H, W, 3) for TensorBoard.
 
     Drawn with Pillow rather than as a matplotlib figure: it is logged at the end of every run, and
-    laying out and rendering a figure's text cost 30-70 ms a run, against a seed run's training of 0.2 s.
+    laying out and rendering a figure's text cost 35-70 ms a run, against a seed run's training of 0.2 s.
     """
     shown = np.asarray(R, dtype=float).T  # (eval task j, after task i)
     n_rows, n_cols = shown.shape
