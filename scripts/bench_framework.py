@@ -5,8 +5,10 @@ Both sides do the same work in this process, after imports: for each model of ex
 build the data and network, evaluate every task before training and after every epoch, train on
 the two commute tasks in sequence, and compute the metrics. The framework side also writes
 results.json and TensorBoard events, as the main job does. Reported: median wall time of each side
-over --repeats alternating rounds, their ratio (target <= 1.5x), and the wall time of the whole
-main command `python -m nested_learning.train experiment=seed` in a subprocess (target < 30 s).
+over --repeats alternating rounds, their ratio (target <= 1.5x), the same for the process's CPU time
+(which other work on a shared machine disturbs less: on an idle machine the wall times come close
+to it), and the wall time of the whole main command `python -m nested_learning.train experiment=seed`
+in a subprocess (target < 30 s).
 `--ablate` instead times the framework with one of its per-run extras switched off at a time (what
 each costs; docs/benchmarks.md), the same rounds alternating.
 
@@ -73,7 +75,7 @@ def ablations() -> dict[str, dict]:
 
 def ablate(repeats: int, tmp_dir: Path) -> None:
     variants = ablations()
-    times: dict[str, list[float]] = {name: [] for name in ("as it runs", *variants, "logger=none", "plain loop")}
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in ("as it runs", *variants, "logger=none", "plain loop")}
     for i in range(repeats):
         for j, name in enumerate(times):
             patches = variants.get(name, {})
@@ -88,15 +90,21 @@ def ablate(repeats: int, tmp_dir: Path) -> None:
             finally:
                 for (owner, attr), value in saved.items():
                     setattr(owner, attr, value)
-    print(f"\nseed comparison, both models, median of {repeats} alternating rounds:")
+    print(f"\nseed comparison, both models, median of {repeats} alternating rounds (wall, CPU):")
     for name, values in times.items():
-        print(f"  {name:<64} {statistics.median(values):.3f} s")
+        wall, cpu = medians(values)
+        print(f"  {name:<64} {wall:.3f} s  {cpu:.3f} s")
 
 
-def timed(fn, out_dir: Path) -> float:
-    start = time.perf_counter()
+def timed(fn, out_dir: Path) -> tuple[float, float]:
+    """(wall, CPU) seconds of fn(out_dir); CPU counts every thread of this process."""
+    start, start_cpu = time.perf_counter(), time.process_time()
     fn(out_dir)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - start_cpu
+
+
+def medians(times: list[tuple[float, float]]) -> tuple[float, float]:
+    return statistics.median(t[0] for t in times), statistics.median(t[1] for t in times)
 
 
 def main() -> None:
@@ -120,14 +128,15 @@ def main() -> None:
             fw.append(timed(framework_once, tmp_dir / f"fw{i}"))
             bare.append(timed(lambda d: framework_once(d, tensorboard=False), tmp_dir / f"bare{i}"))
             plain.append(timed(plain_once, tmp_dir / f"plain{i}"))
-            print(f"round {i + 1}/{args.repeats}: framework {fw[-1]:.3f} s, without TensorBoard {bare[-1]:.3f} s, "
-                  f"plain loop {plain[-1]:.3f} s", flush=True)
-    fw_s, bare_s, plain_s = statistics.median(fw), statistics.median(bare), statistics.median(plain)
-    print(f"\nseed comparison, training + evaluation, imports excluded (median of {args.repeats}, torch threads {torch.get_num_threads()}):")
-    print(f"  framework, as the main job runs (Lightning, TensorBoard, results.json, checkpoints): {fw_s:.3f} s")
-    print(f"  framework with logger=none:                                                         {bare_s:.3f} s")
-    print(f"  plain PyTorch loop, same work:                                                      {plain_s:.3f} s")
+            print(f"round {i + 1}/{args.repeats}: framework {fw[-1][0]:.3f} s, without TensorBoard {bare[-1][0]:.3f} s, "
+                  f"plain loop {plain[-1][0]:.3f} s", flush=True)
+    (fw_s, fw_cpu), (bare_s, bare_cpu), (plain_s, plain_cpu) = medians(fw), medians(bare), medians(plain)
+    print(f"\nseed comparison, training + evaluation, imports excluded (median of {args.repeats}, torch threads {torch.get_num_threads()}; wall, CPU):")
+    print(f"  framework, as the main job runs (Lightning, TensorBoard, results.json, checkpoints): {fw_s:.3f} s  {fw_cpu:.3f} s")
+    print(f"  framework with logger=none:                                                         {bare_s:.3f} s  {bare_cpu:.3f} s")
+    print(f"  plain PyTorch loop, same work:                                                      {plain_s:.3f} s  {plain_cpu:.3f} s")
     print(f"  ratio framework / plain: {fw_s / plain_s:.2f}x with TensorBoard, {bare_s / plain_s:.2f}x without   (target <= 1.5x)")
+    print(f"  ratio of CPU times:      {fw_cpu / plain_cpu:.2f}x with TensorBoard, {bare_cpu / plain_cpu:.2f}x without")
     print(f"  same accuracy matrices on both sides: {'yes' if same else 'NO: the two sides did different work'}")
     if not args.skip_command:
         with tempfile.TemporaryDirectory() as tmp:

@@ -177,6 +177,25 @@ def test_results_are_readable_by_others(run_in_process, tmp_path):
     assert stat.S_IMODE((tmp_path / "run" / "results.json").stat().st_mode) == 0o666 & ~umask
 
 
+def test_tensorboard_heatmap_puts_each_accuracy_in_its_cell():
+    import numpy as np
+    from matplotlib import colormaps
+
+    from nested_learning.analysis.plots import accuracy_matrix_image
+
+    R = [[0.9, 0.1], [0.3, 0.7]]  # R[i][j]: after training task i, evaluated on task j
+    image = accuracy_matrix_image(R, ["Task_0", "Task_1"], "R: hope, seed 0")  # (H, W, 3)
+    centre = {}
+    for i, row in enumerate(R):
+        for j, value in enumerate(row):
+            colour = (np.asarray(colormaps["viridis"](value)[:3]) * 255).round()
+            ys, xs = np.nonzero((image == colour).all(-1))
+            assert len(ys) > 500, f"no cell of colour viridis({value})"  # a filled cell, not a stray pixel
+            centre[i, j] = (ys.mean(), xs.mean())  # the value printed in it shifts this by a pixel or so
+    # rows are the evaluated tasks, columns "after training task i" (the seed's layout)
+    assert centre[0, 0][0] == pytest.approx(centre[1, 0][0], abs=2) and centre[0, 0][1] < centre[1, 0][1]
+    assert centre[0, 0][1] == pytest.approx(centre[0, 1][1], abs=2) and centre[0, 0][0] < centre[0, 1][0]
+
 @pytest.mark.slow
 def test_a_run_on_a_terminal_shows_live_progress_unless_under_ci(tmp_path):
     job = ["epochs_per_task=2", "logger=none"]

@@ -7,29 +7,45 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: runs write figures to files and TensorBoard, never to a screen
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib import colormaps  # noqa: E402
 import numpy as np  # noqa: E402
+from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
 
-def accuracy_matrix_figure(R: Sequence[Sequence[float]], tasks: Sequence[str], title: str) -> plt.Figure:
-    """Heatmap with evaluation tasks as rows and "after training task i" as columns (the seed's layout)."""
+def accuracy_matrix_image(R: Sequence[Sequence[float]], tasks: Sequence[str], title: str) -> np.ndarray:
+    """Heatmap with evaluation tasks as rows and "after training task i" as columns (the seed's layout),
+    each cell coloured on viridis over [0, 1] and carrying its value: an RGB image (H, W, 3) for TensorBoard.
+
+    Drawn with Pillow rather than as a matplotlib figure: it is logged at the end of every run, and
+    laying out and rendering a figure's text cost 35-70 ms a run, against a seed run's training of 0.2 s.
+    """
     shown = np.asarray(R, dtype=float).T  # (eval task j, after task i)
-    cell, left, right, bottom, top = 0.9, 1.3, 0.2, 1.0, 0.4  # inches: the figure grows with the tasks
-    n_cols, n_rows = shown.shape[1], shown.shape[0]
-    width, height = left + right + cell * n_cols, bottom + top + cell * n_rows
-    fig, ax = plt.subplots(figsize=(max(width, 3.2), height))
-    fig.subplots_adjust(left=left / max(width, 3.2), right=1 - right / max(width, 3.2), bottom=bottom / height, top=1 - top / height)
-    ax.imshow(shown, vmin=0.0, vmax=1.0, cmap="viridis")
-    ax.set_xticks(range(n_cols), [f"after {t}" for t in tasks[:n_cols]], rotation=30, ha="right")
-    ax.set_yticks(range(n_rows), tasks)
-    ax.set_ylabel("evaluated on")
-    # Every cell carries its value, so no colorbar: rendering it (and tight_layout) tripled the cost
-    # of logging this figure at the end of every run.
+    n_rows, n_cols = shown.shape
+    font = ImageFont.load_default(size=12)
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    width_of = lambda text: int(measure.textlength(text, font=font))  # noqa: E731
+    after = [f"after {t}" for t in tasks[:n_cols]]
+    pad, cell_h = 8, 40
+    cell_w = max(56, *(width_of(a) + pad for a in after))
+    left = max(width_of("evaluated on"), *(width_of(t) for t in tasks)) + 2 * pad
+    top, bottom = 44, 24  # the title's line, then the row labels' header
+    width = max(left + cell_w * n_cols, width_of(title)) + pad
+    image = Image.new("RGB", (width, top + cell_h * n_rows + bottom), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((pad, pad), title, fill="black", font=font, anchor="lt")
+    draw.text((left - pad, top - 4), "evaluated on", fill="dimgray", font=font, anchor="rd")
+    colours = (np.asarray(colormaps["viridis"](np.clip(shown, 0.0, 1.0)))[..., :3] * 255).round().astype(np.uint8)
     for j in range(n_rows):
+        y = top + j * cell_h
+        draw.text((left - pad, y + cell_h // 2), tasks[j], fill="black", font=font, anchor="rm")
         for i in range(n_cols):
-            ax.text(i, j, f"{shown[j, i]:.2f}", ha="center", va="center", color="white" if shown[j, i] < 0.6 else "black")
-    ax.set_title(title, fontsize=10)
-    fig.set_dpi(72)  # rendered at the end of every run for TensorBoard: fewer pixels, a third less time
-    return fig
+            x = left + i * cell_w
+            draw.rectangle((x, y, x + cell_w - 1, y + cell_h - 1), fill=tuple(int(c) for c in colours[j, i]))
+            ink = "white" if shown[j, i] < 0.6 else "black"
+            draw.text((x + cell_w // 2, y + cell_h // 2), f"{shown[j, i]:.2f}", fill=ink, font=font, anchor="mm")
+    for i, label in enumerate(after):
+        draw.text((left + i * cell_w + cell_w // 2, top + n_rows * cell_h + bottom // 2), label, fill="black", font=font, anchor="mm")
+    return np.asarray(image)
 
 
 def _tick(value: object) -> str:

@@ -16,11 +16,13 @@ RESULTS_FILE = "results.json"
 ARCHIVED_FILE = RESULTS_FILE + ".gz"
 
 
-def write_results(run_dir: Path, record: dict[str, Any], durable: bool = True) -> Path:
+def write_results(run_dir: Path, record: dict[str, Any]) -> Path:
     """Write atomically: a reader (or a killed run) sees the old file or the new one, never half of one.
 
-    `durable` also flushes to disk before the rename, so the file survives a machine crash; it costs
-    ten times the write itself, so progress-only updates skip it (a killed process loses nothing).
+    Not forced to disk (no fsync): a killed process (SIGKILL, out of memory, preemption) loses nothing,
+    since the kernel holds what was written. Only the machine itself failing within the kernel's
+    writeback delay (seconds) can lose the latest version, as it can a checkpoint; docs/checkpoints.md
+    says what a resume then finds. A flush cost more than the write itself.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -33,9 +35,6 @@ def write_results(run_dir: Path, record: dict[str, Any], durable: bool = True) -
         # pure-Python encoder, 3x slower, and this file is rewritten after every epoch.
         # Pretty-print with `python -m json.tool results.json`.
         handle.write(json.dumps(record, default=str))
-        if durable:
-            handle.flush()
-            os.fsync(handle.fileno())
     target = run_dir / RESULTS_FILE
     os.replace(tmp, target)
     return target

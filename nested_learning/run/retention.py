@@ -9,7 +9,7 @@ sequence): `accuracy_matrices[split][metric]` and `loss_matrices[split]` hold th
 `accuracy_matrix` and `loss_matrix` (and the initial values, curves, metrics and tables) are the
 chosen split and metric (`eval.split`, `eval.metric`). With `every_epoch` it also logs every task's
 accuracy after every epoch, so TensorBoard shows learning and forgetting curves, not only task-end
-points. `results.json` is rewritten (atomically) after every task, so a crash or a kill keeps the
+points. `results.json` is rewritten (atomically) after every evaluated epoch, so a kill keeps the
 rows already measured. Under DDP rank 0 evaluates and the others receive its numbers, and only rank 0
 writes and prints (distributed.py).
 """
@@ -27,7 +27,7 @@ from rich.markup import escape
 from nested_learning.analysis import metrics as M
 from nested_learning.data.datamodule import TaskSequenceDataModule
 from nested_learning.run.lit_module import ACCURACIES, ContinualLM
-from nested_learning.analysis.plots import accuracy_matrix_figure
+from nested_learning.analysis.plots import accuracy_matrix_image
 from nested_learning.analysis.report import make_console, metrics_line, print_result
 from nested_learning.analysis.results import write_results
 
@@ -170,7 +170,7 @@ class RetentionCallback(pl.Callback):
         accs, losses = self._chosen(all_accs, all_losses)
         self.result.update(initial_accuracy=accs, initial_loss=losses, initial_accuracies=all_accs, initial_losses=all_losses)
         self._log_curve_point(trainer, -1, accs, losses)
-        self.write(durable=False)  # a progress record, as after every epoch
+        self.write()  # a progress record, as after every epoch
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: ContinualLM) -> None:
         # The epoch's training values, before its evaluation and before the checkpoint that a resumed
@@ -220,11 +220,7 @@ class RetentionCallback(pl.Callback):
                 f"finished {dm.task_names[i]} ({i + 1}/{len(dm.task_names)}, step {trainer.global_step}): "
                 f"accuracy on it {accs[i]:.3f}, mean over all tasks {sum(accs) / len(accs):.3f}"
             )
-        # Every evaluated epoch: results.json doubles as a progress record, rewritten atomically but not
-        # flushed to disk. A flush (fsync) cost ten such writes, more after a checkpoint, whose data it
-        # writes out too; a resume after a machine crash reads the checkpoint (which holds these rows),
-        # not this record. on_train_end writes the finished record durably.
-        self.write(durable=False)
+        self.write()  # every evaluated epoch: results.json doubles as a progress record
 
     def on_exception(self, trainer: pl.Trainer, pl_module: ContinualLM, exception: BaseException) -> None:
         pl_module.flush_logs()  # the training curve up to the failure (e.g. a non-finite loss), before Lightning closes the logger
@@ -273,11 +269,11 @@ class RetentionCallback(pl.Callback):
             else:
                 logger.log_metrics(metrics, step=trainer.global_step)
             experiment = getattr(logger, "experiment", None)
-            if hasattr(experiment, "add_figure"):
-                figure = accuracy_matrix_figure(
+            if hasattr(experiment, "add_image"):
+                image = accuracy_matrix_image(
                     self.result["accuracy_matrix"], self.result["tasks"], f"R: {self.result['model']}, seed {self.result['seed']}"
                 )
-                experiment.add_figure("retention/accuracy_matrix", figure, global_step=trainer.global_step)
+                experiment.add_image("retention/accuracy_matrix", image, global_step=trainer.global_step, dataformats="HWC")
 
     def fail(self, error: BaseException) -> None:
         """Record a failure without losing the rows already measured."""
@@ -285,6 +281,6 @@ class RetentionCallback(pl.Callback):
         self.result["error"] = f"{type(error).__name__}: {error}"
         self.write()
 
-    def write(self, durable: bool = True) -> None:
+    def write(self) -> None:
         if self.writes:
-            write_results(self.run_dir, self.result, durable)
+            write_results(self.run_dir, self.result)
