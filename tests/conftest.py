@@ -20,6 +20,26 @@ def compose_config(*overrides: str) -> DictConfig:
         return compose(config_name="config", overrides=list(overrides))
 
 
+# The shared multirun's jobs (dropout: the Transformer is the most RNG-sensitive model), and the seeds it sweeps.
+SWEEP_JOB = ["model=transformer", "epochs_per_task=2", "logger=none"]
+
+
+@pytest.fixture(scope="session")
+def basic_sweep(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """One multirun of SWEEP_JOB over seed=0,1 with Hydra's basic launcher, for every test that compares a launcher's
+    jobs with it: (its sweep directory, the finished command). Read only."""
+    sweep = tmp_path_factory.mktemp("basic_sweep")
+    return sweep, run_cli("-m", *SWEEP_JOB, "seed=0,1", f"hydra.sweep.dir={sweep}")
+
+
+@pytest.fixture(scope="session")
+def optuna_search(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """One Optuna search of three trials (hparams_search=optuna_rates, one epoch per task), run as a user runs it,
+    for every test that reads one: (its sweep directory, the finished command). A test that changes it works on a copy."""
+    sweep = tmp_path_factory.mktemp("optuna")
+    return sweep, run_cli("hparams_search=optuna_rates", "hydra.sweeper.n_trials=3", "epochs_per_task=1", f"hydra.sweep.dir={sweep}")
+
+
 @pytest.fixture
 def run_in_process(tmp_path):
     """Train in this process (no Hydra app, no subprocess): fast enough for the quick suite."""
@@ -43,6 +63,40 @@ def run_cli(*args: str, cwd: Path = REPO, env_extra: dict | None = None, timeout
     )
 
 
+def run_script(name: str, *args, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    """Run `python scripts/NAME ARGS` from the repository root, as a user would."""
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([sys.executable, str(REPO / "scripts" / name), *map(str, args)], cwd=REPO, env=env,
+                          capture_output=True, text=True)
+
+
+def call_script(name: str, *args) -> subprocess.CompletedProcess:
+    """scripts/NAME run as `__main__` in this process, with its output captured: what run_script gives, less the
+    start of a new interpreter (a second or more, for the scripts that import pandas and scipy). For the
+    quick tests of a script that some test also runs with run_script."""
+    import contextlib
+    import io
+    import runpy
+
+    path = str(REPO / "scripts" / name)
+    argv = [path, *map(str, args)]
+    stdout, stderr = io.StringIO(), io.StringIO()
+    saved_argv = sys.argv
+    sys.argv = argv
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                runpy.run_path(path, run_name="__main__")
+                code = 0
+            except SystemExit as exit_:
+                if isinstance(exit_.code, str):  # sys.exit("message"): the interpreter prints it, exit status 1
+                    print(exit_.code, file=sys.stderr)
+                code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    finally:
+        sys.argv = saved_argv
+    return subprocess.CompletedProcess(argv, code, stdout.getvalue(), stderr.getvalue())
+
+
 def kill_env(epoch: int, when: str, run_dir_glob: str | None = None) -> dict[str, str]:
     """Environment for a run that SIGKILLs itself after its `epoch`-th epoch (from 1), `when` "before" or "after"
     that epoch's checkpoint, in a run directory matching `run_dir_glob` (any by default): resume.TEST_SIGKILL_ENV."""
@@ -61,7 +115,7 @@ def kill_at(job: list[str], run_dir: Path, epoch: int, when: str) -> dict:
 
 def assert_resume_matches(killed: Path, whole: Path) -> None:
     """Resume the killed run with scripts/resume.py; it must end with the uninterrupted run's matrices."""
-    resumed = subprocess.run([sys.executable, str(REPO / "scripts" / "resume.py"), str(killed)], cwd=REPO, capture_output=True, text=True)
+    resumed = run_script("resume.py", killed)
     assert resumed.returncode == 0, resumed.stderr
     final, uninterrupted = (json.loads((d / "results.json").read_text()) for d in (killed, whole))
     assert final["status"] == "complete" and final["resumed"] == 1

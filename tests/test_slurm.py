@@ -3,11 +3,10 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 
 import pytest
 
-from .conftest import REPO, run_cli
+from .conftest import SWEEP_JOB, run_cli, run_script
 
 
 def _needs_slurm() -> None:
@@ -28,25 +27,23 @@ def _results(run_dir):
 
 
 @pytest.mark.slow
-def test_a_slurm_sweep_gives_the_basic_launchers_matrices_and_its_jobs_rerun(tmp_path):
+def test_a_slurm_sweep_gives_the_basic_launchers_matrices_and_its_jobs_rerun(basic_sweep, tmp_path):
     _needs_slurm()
-    sweep = ["model=transformer", "seed=0,1", "epochs_per_task=2", "logger=none"]
-    basic = run_cli("-m", *sweep, f"hydra.sweep.dir={tmp_path / 'basic'}")
+    basic_dir, basic = basic_sweep
     assert basic.returncode == 0, basic.stderr
-    slurm = run_cli("-m", *sweep, "hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2",
+    slurm = run_cli("-m", *SWEEP_JOB, "seed=0,1", "hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2",
                     f"hydra.sweep.dir={tmp_path / 'slurm'}", timeout=600)
     assert slurm.returncode == 0, slurm.stderr
     # submitit's warning that a status poll failed (sacct, without accounting) printed once, not once per poll x 3
     assert (slurm.stdout + slurm.stderr).count("Bypassing sacct error") <= 1
-    jobs = sorted(p.name for p in (tmp_path / "basic").glob("[0-9]_*"))
+    jobs = sorted(p.name for p in basic_dir.glob("[0-9]_*"))
     assert sorted(p.name for p in (tmp_path / "slurm").glob("[0-9]_*")) == jobs and len(jobs) == 2
     assert list((tmp_path / "slurm" / ".submitit").glob("*/*_log.out")), "the jobs did not run through Slurm"
     for job in jobs:
         for key in ("accuracy_matrix", "loss_matrix"):
-            assert _results(tmp_path / "slurm" / job)[key] == _results(tmp_path / "basic" / job)[key], (job, key)
+            assert _results(tmp_path / "slurm" / job)[key] == _results(basic_dir / job)[key], (job, key)
     assert (tmp_path / "slurm" / "summary.md").is_file()
-    rerun = subprocess.run([sys.executable, str(REPO / "scripts" / "rerun.py"), str(tmp_path / "slurm" / jobs[1])],
-                           capture_output=True, text=True)
+    rerun = run_script("rerun.py", tmp_path / "slurm" / jobs[1])
     assert rerun.returncode == 0, rerun.stderr
     assert "identical: the accuracy and loss matrices" in rerun.stdout
 
