@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -30,6 +32,43 @@ def basic_sweep(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     jobs with it: (its sweep directory, the finished command). Read only."""
     sweep = tmp_path_factory.mktemp("basic_sweep")
     return sweep, run_cli("-m", *SWEEP_JOB, "seed=0,1", f"hydra.sweep.dir={sweep}")
+
+
+ODD = "a b=c,d'e\"f[g]"  # every character Hydra's override grammar would need quoted
+# The killed sweep's jobs. Transformer (dropout 0.1): a resumed run only matches if the RNG state is restored.
+KILLED_SWEEP = ["model=transformer", "seed=0,1,2", "epochs_per_task=[1,4]", "task.repeats=32", "batch_size=16",
+                "checkpoint_every_s=0"]
+
+
+@pytest.fixture(scope="session")
+def killed_sweep(tmp_path_factory) -> SimpleNamespace:
+    """One sweep killed for real, for every test of what a kill leaves and how it resumes.
+
+    KILLED_SWEEP runs whole (`whole`), and again into a directory named with ODD characters (`killed`),
+    where its second job SIGKILLs the sweep after epoch 3 and that epoch's checkpoint, two epochs into
+    its second task (`killed_out`: the killed command). `cut` is that job's results.json as the kill left it
+    and `cut_copy` a copy of the killed sweep, taken before the job was resumed in place with
+    scripts/resume.py (`resumed`: that command). `jobs`: the job directories' names. Read only: a test
+    that changes a directory works on a copy.
+    """
+    from nested_learning.rerun import SWEEP_DIR_ENV, with_dirs
+
+    root = tmp_path_factory.mktemp("killed_sweep")
+    whole = root / "whole"
+    whole_out = run_cli("-m", *KILLED_SWEEP, f"hydra.sweep.dir={whole}")
+    killed = root / ODD / "sweep"
+    killed.mkdir(parents=True)
+    killed_out = subprocess.run(
+        [sys.executable, "-m", "nested_learning.train", "-m", *KILLED_SWEEP, f"hydra.sweep.dir=${{oc.env:{SWEEP_DIR_ENV}}}"],
+        cwd=REPO, env={**with_dirs(sweep_dir=killed), **kill_env(3, "after", "*/1_*")}, capture_output=True, text=True,
+    )
+    jobs = sorted(p.name for p in whole.iterdir() if p.is_dir())
+    cut = json.loads((killed / jobs[1] / "results.json").read_text())
+    cut_copy = root / ODD / "cut_copy"
+    shutil.copytree(killed, cut_copy)
+    resumed = run_script("resume.py", killed / jobs[1])
+    return SimpleNamespace(whole=whole, whole_out=whole_out, killed=killed, killed_out=killed_out, jobs=jobs, cut=cut,
+                           cut_copy=cut_copy, resumed=resumed)
 
 
 @pytest.fixture(scope="session")
@@ -113,9 +152,10 @@ def kill_at(job: list[str], run_dir: Path, epoch: int, when: str) -> dict:
     return json.loads((run_dir / "results.json").read_text())
 
 
-def assert_resume_matches(killed: Path, whole: Path) -> None:
-    """Resume the killed run with scripts/resume.py; it must end with the uninterrupted run's matrices."""
-    resumed = run_script("resume.py", killed)
+def assert_resume_matches(killed: Path, whole: Path, resumed: subprocess.CompletedProcess | None = None) -> None:
+    """Resume the killed run with scripts/resume.py (unless `resumed` is that command, run by a shared fixture);
+    it must end with the uninterrupted run's matrices."""
+    resumed = resumed or run_script("resume.py", killed)
     assert resumed.returncode == 0, resumed.stderr
     final, uninterrupted = (json.loads((d / "results.json").read_text()) for d in (killed, whole))
     assert final["status"] == "complete" and final["resumed"] == 1

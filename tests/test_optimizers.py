@@ -281,7 +281,8 @@ def test_m3_on_cms_killed_mid_task_resumes_to_the_same_matrix(tmp_path, run_in_p
     # starts inside a CMS chunk and inside M3's slow-memory chunk.
     job = ["model=cms", "optimizer=m3", "epochs_per_task=[2,4]", "task.repeats=32", "batch_size=16", "logger=none",
            "checkpoint_every_s=0"]
-    run_in_process(*job, run_dir=tmp_path / "whole")  # the uninterrupted run: in this process, to save a start-up
+    # the uninterrupted run: in this process, to save a start-up
+    assert run_in_process(*job, run_dir=tmp_path / "whole")["status"] == "complete"
     killed = tmp_path / "killed"
     cut = kill_at(job, killed, epoch=4, when="after")
     assert cut["status"] == "running" and cut["curves"][-1]["step"] == 32

@@ -9,17 +9,14 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
-from nested_learning.rerun import SWEEP_DIR_ENV, replay_command, with_dirs
+from nested_learning.rerun import replay_command, with_dirs
 
-from .conftest import REPO, compose_config, kill_env, run_cli, run_script
-
-ODD = "a b=c,d'e\"f[g]"  # every character Hydra's override grammar would need quoted
+from .conftest import ODD, REPO, compose_config, kill_env, run_cli, run_script
 
 
 def _results(run_dir: Path) -> dict:
@@ -39,37 +36,25 @@ def test_a_saved_config_replays_into_a_directory_named_with(tmp_path, char):
     assert out.stdout.strip() == str(new)
 
 
-# Transformer (dropout 0.1): a resumed run only matches if the RNG state is restored.
-SWEEP = ["model=transformer", "seed=0,1,2", "epochs_per_task=[1,4]", "task.repeats=32", "batch_size=16",
-         "logger=none", "checkpoint_every_s=0"]
-
-
 @pytest.mark.slow
-def test_a_killed_sweep_is_finished_and_its_jobs_rerun_and_resume_in_odd_paths(tmp_path):
-    whole = tmp_path / "whole"
-    out = run_cli("-m", *SWEEP, f"hydra.sweep.dir={whole}")
-    assert out.returncode == 0, out.stderr
-    jobs = sorted(p.name for p in whole.iterdir() if p.is_dir())
-    assert jobs[1] == "1_batch_size=16,checkpoint_every_s=0,epochs_per_task=[1,4],logger=none,model=transformer,seed=1,task.repeats=32"
+def test_a_killed_sweep_is_finished_and_its_jobs_rerun_and_resume_in_odd_paths(killed_sweep, tmp_path):
+    whole, killed, jobs = killed_sweep.whole, killed_sweep.killed, killed_sweep.jobs
+    assert killed_sweep.whole_out.returncode == 0, killed_sweep.whole_out.stderr
+    assert jobs[1] == "1_batch_size=16,checkpoint_every_s=0,epochs_per_task=[1,4],model=transformer,seed=1,task.repeats=32"
 
-    killed = tmp_path / ODD / "sweep"
-    killed.mkdir(parents=True)
-    # The second job kills the sweep after its epoch 3 and that epoch's checkpoint, two epochs into the second task.
-    out = subprocess.run(
-        [sys.executable, "-m", "nested_learning.train", "-m", *SWEEP, f"hydra.sweep.dir=${{oc.env:{SWEEP_DIR_ENV}}}"],
-        cwd=REPO, env={**with_dirs(sweep_dir=killed), **kill_env(3, "after", "*/1_*")}, capture_output=True, text=True,
-    )
-    assert out.returncode == -signal.SIGKILL, out.stderr
-    assert _results(killed / jobs[0])["status"] == "complete"
-    cut = _results(killed / jobs[1])
+    # The second job killed the sweep after its epoch 3 and that epoch's checkpoint, two epochs into the second task.
+    assert killed_sweep.killed_out.returncode == -signal.SIGKILL, killed_sweep.killed_out.stderr
+    cut_copy = killed_sweep.cut_copy
+    assert _results(cut_copy / jobs[0])["status"] == "complete"
+    cut = killed_sweep.cut
     assert cut["status"] == "running" and len(cut["accuracy_matrix"]) == 1, "the kill missed the second task"
-    assert not (killed / jobs[2] / "results.json").exists()
-    finished_job = (killed / jobs[0] / "results.json").read_bytes()
+    assert not (cut_copy / jobs[2] / "results.json").exists()
+    finished_job = (cut_copy / jobs[0] / "results.json").read_bytes()
     copy = tmp_path / ODD / "copy"
-    shutil.copytree(killed, copy)
+    shutil.copytree(cut_copy, copy)
 
     # One job, resumed in place.
-    resumed = run_script("resume.py", killed / jobs[1])
+    resumed = killed_sweep.resumed
     assert resumed.returncode == 0, resumed.stderr
     assert re.search(r"from its checkpoint after epoch 3 of 5 \(Task_1: epoch 2 of 4\), step \d+", resumed.stdout)
     for key in ("accuracy_matrix", "loss_matrix"):
@@ -120,6 +105,7 @@ def test_a_run_killed_before_its_first_checkpoint_says_so_and_restarts(tmp_path,
     assert restarted.returncode == 0, restarted.stderr
     assert f"starting {killed} again from the beginning: it stopped after {done} finished epoch(s)" in restarted.stdout
     whole = run_in_process(*job, run_dir=tmp_path / "whole")  # in this process, to save a start-up
+    assert whole["status"] == "complete"
     assert _results(killed)["accuracy_matrix"] == whole["accuracy_matrix"]
 
 

@@ -9,8 +9,10 @@ import pytest
 from .conftest import SWEEP_JOB, run_cli, run_script
 
 
-def _needs_slurm() -> None:
-    """A cluster that answers; installed but stopped counts as absent (a user's machine after a reboot)."""
+@pytest.fixture(scope="session")
+def slurm_cluster() -> None:
+    """A cluster that answers, or every test that needs one skips; installed but stopped counts as absent (a user's
+    machine after a reboot). Asked once: `sinfo` can take seconds to give up on a stopped controller."""
     if not shutil.which("sinfo"):
         why = "no sinfo on PATH"
     elif subprocess.run(["sinfo", "--noheader"], capture_output=True).returncode != 0:
@@ -27,8 +29,7 @@ def _results(run_dir):
 
 
 @pytest.mark.slow
-def test_a_slurm_sweep_gives_the_basic_launchers_matrices_and_its_jobs_rerun(basic_sweep, tmp_path):
-    _needs_slurm()
+def test_a_slurm_sweep_gives_the_basic_launchers_matrices_and_its_jobs_rerun(slurm_cluster, basic_sweep, tmp_path):
     basic_dir, basic = basic_sweep
     assert basic.returncode == 0, basic.stderr
     slurm = run_cli("-m", *SWEEP_JOB, "seed=0,1", "hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2",
@@ -48,9 +49,8 @@ def test_a_slurm_sweep_gives_the_basic_launchers_matrices_and_its_jobs_rerun(bas
     assert "identical: the accuracy and loss matrices" in rerun.stdout
 
 @pytest.mark.slow
-def test_a_slurm_job_with_two_tasks_trains_one_run_on_two_ranks(tmp_path):
+def test_a_slurm_job_with_two_tasks_trains_one_run_on_two_ranks(slurm_cluster, tmp_path):
     """hydra/launcher=slurm_ddp: Slurm starts the two ranks of trainer=ddp_cpu; they train as one process does."""
-    _needs_slurm()
     job = ["model=rnn", "seed=0", "epochs_per_task=1", "task.repeats=9", "batch_size=5", "logger=none"]
     one = run_cli(*job, f"hydra.run.dir={tmp_path / 'one'}")
     assert one.returncode == 0, one.stderr
@@ -71,8 +71,7 @@ def test_a_slurm_job_with_two_tasks_trains_one_run_on_two_ranks(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_partition_slurm_refuses_is_one_line_with_slurms_message(tmp_path):
-    _needs_slurm()
+def test_a_partition_slurm_refuses_is_one_line_with_slurms_message(slurm_cluster, tmp_path):
     out = run_cli("-m", "seed=0,1", "hydra/launcher=slurm", "hydra.launcher.partition=no_such_partition",
                   f"hydra.sweep.dir={tmp_path}")
     assert out.returncode == 2

@@ -64,7 +64,8 @@ def test_stopped_tasks_resume_exactly_after_sigkill(tmp_path, run_in_process):
     # Patience ends both tasks before their cap of 8 (7 epochs each); the kill lands in the second task.
     job = ["model=rnn", "epochs_per_task=[8,8]", "stopping.target=0.95", "stopping.patience=2", "task.repeats=16",
            "batch_size=16", "checkpoint_every_s=0", "logger=none"]
-    run_in_process(*job, run_dir=tmp_path / "whole")  # the uninterrupted run: in this process, to save a start-up
+    # the uninterrupted run: in this process, to save a start-up
+    assert run_in_process(*job, run_dir=tmp_path / "whole")["status"] == "complete"
     whole = json.loads((tmp_path / "whole" / "results.json").read_text())
     assert whole["epochs_per_task"] == [8, 8] and whole["epochs_taken"] == [7, 7]
     assert len(whole["curves"]) == 1 + 14  # the run ended with its last task, before the caps' 16 epochs

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 from hydra import compose, initialize_config_dir
 
-from .conftest import CONF, SWEEP_JOB, assert_resume_matches, kill_at, run_cli, run_script
+from .conftest import CONF, SWEEP_JOB, assert_resume_matches, run_cli, run_script
 
 
 def compose_with_hydra(*overrides):
@@ -51,6 +51,7 @@ def _results(run_dir):
 @pytest.mark.slow
 def test_no_state_leaks_between_jobs_with_either_launcher_and_a_joblib_job_reruns(basic_sweep, tmp_path, run_in_process):
     alone = run_in_process(*SWEEP_JOB, "seed=1", run_dir=tmp_path / "alone")  # in this process, to save a start-up
+    assert alone["status"] == "complete"
     joblib = tmp_path / "joblib"
     sweeps = {"basic": basic_sweep, "joblib": (joblib, run_cli("-m", *SWEEP_JOB, "seed=0,1", "hydra/launcher=joblib",
                                                                 f"hydra.sweep.dir={joblib}"))}
@@ -69,7 +70,7 @@ def _printed_once(out: subprocess.CompletedProcess, line: str) -> bool:
 
 
 @pytest.mark.slow
-def test_rerun_and_resume_reproduce_both_matrices_and_print_each_line_once(tmp_path):
+def test_rerun_and_resume_reproduce_both_matrices_and_print_each_line_once(tmp_path, killed_sweep):
     run_dir = tmp_path / "run"
     job = ["model=hope", "epochs_per_task=2", "logger=none"]
     assert run_cli(*job, f"hydra.run.dir={run_dir}").returncode == 0
@@ -89,16 +90,14 @@ def test_rerun_and_resume_reproduce_both_matrices_and_print_each_line_once(tmp_p
     out = run_script("rerun.py", run_dir)
     assert out.returncode == 1 and "DIFFERENT loss matrix:" in out.stdout and "DIFFERENT accuracy" not in out.stdout
 
-    # Killed right after the checkpoint at Task_0's end: resumed, it prints Task_1's line once.
-    killed = tmp_path / "killed"
-    kill_at(job, killed, epoch=2, when="after")
-    out = run_script("resume.py", killed)
+    # Killed after a checkpoint inside Task_1 (the killed sweep's second job): resumed, it prints Task_1's line once.
+    out, killed = killed_sweep.resumed, killed_sweep.killed / killed_sweep.jobs[1]
     assert out.returncode == 0, out.stderr
-    assert "hope finished Task_0" not in out.stdout and _printed_once(out, "hope finished Task_1 (2/2, step 8)")
+    assert "transformer finished Task_0" not in out.stdout and _printed_once(out, "transformer finished Task_1 (2/2, step 40)")
     resumed = _results(killed)
     assert resumed["resumed"] == 1 and resumed["status"] == "complete"
     for key in ("accuracy_matrix", "loss_matrix"):
-        assert resumed[key] == whole[key], key
+        assert resumed[key] == _results(killed_sweep.whole / killed_sweep.jobs[1])[key], key
 
 
 def test_rerun_rejects_a_path_that_is_not_a_run(tmp_path):
@@ -126,16 +125,15 @@ def _tensorboard_scalars(run_dir):
 
 
 @pytest.mark.slow
-def test_sigkill_in_second_task_then_resume_gives_the_same_matrix_and_tensorboard(tmp_path):
-    job = ["model=transformer", "epochs_per_task=[2,6]", "task.repeats=32", "batch_size=16", "checkpoint_every_s=0"]
-    assert run_cli(*job, f"hydra.run.dir={tmp_path / 'whole'}").returncode == 0
-    killed = tmp_path / "killed"
-    # killed after epoch 4 and its checkpoint: two epochs into task 2 (of 6)
-    interrupted = kill_at(job, killed, epoch=4, when="after")
+def test_sigkill_in_second_task_then_resume_gives_the_same_matrix_and_tensorboard(killed_sweep):
+    # The killed sweep's second job: killed after epoch 3 and its checkpoint, two epochs into task 2 (of 4), resumed.
+    killed, whole = (sweep / killed_sweep.jobs[1] for sweep in (killed_sweep.killed, killed_sweep.whole))
+    assert killed_sweep.whole_out.returncode == 0, killed_sweep.whole_out.stderr
+    interrupted = killed_sweep.cut
     assert interrupted["status"] == "running" and len(interrupted["accuracy_matrix"]) == 1
-    assert_resume_matches(killed, tmp_path / "whole")
+    assert_resume_matches(killed, whole, killed_sweep.resumed)
     # TensorBoard: every step once, as in the uninterrupted run, though the killed run had logged past its checkpoint.
-    shown, straight = _tensorboard_scalars(killed), _tensorboard_scalars(tmp_path / "whole")
+    shown, straight = _tensorboard_scalars(killed), _tensorboard_scalars(whole)
     assert len(list((killed / "tb").glob("events.out.tfevents.*"))) == 2
     assert [key for key, values in shown.items() if len(values) > 1] == []
     assert shown.keys() == straight.keys()

@@ -238,7 +238,8 @@ def test_a_resumed_run_reuses_its_tokenizer_and_ends_with_the_same_matrix(jsonl,
            "task.label_column=intent", "task.vocab_size=300", "task.window=4", "task.repeats=64",
            f"task.cache_dir={tmp_path / 'cache'}", "model=rnn", "epochs_per_task=3", "batch_size=16",
            "checkpoint_every_s=0", "logger=none"]
-    run_in_process(*job, run_dir=tmp_path / "whole")  # the uninterrupted run: in this process, to save a start-up
+    # the uninterrupted run: in this process, to save a start-up
+    assert run_in_process(*job, run_dir=tmp_path / "whole")["status"] == "complete"
     killed = tmp_path / "killed"
     interrupted = kill_at(job, killed, epoch=4, when="after")  # the second domain's first epoch of 3
     assert interrupted["status"] == "running"
