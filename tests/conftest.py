@@ -157,6 +157,11 @@ def assert_resume_matches(killed: Path, whole: Path, resumed: subprocess.Complet
     it must end with the uninterrupted run's matrices."""
     resumed = resumed or run_script("resume.py", killed)
     assert resumed.returncode == 0, resumed.stderr
+    assert_matches_uninterrupted(killed, whole)
+
+
+def assert_matches_uninterrupted(killed: Path, whole: Path) -> None:
+    """The killed run, resumed, ended with the uninterrupted run's matrices."""
     final, uninterrupted = (json.loads((d / "results.json").read_text()) for d in (killed, whole))
     assert final["status"] == "complete" and final["resumed"] == 1
     assert final["accuracy_matrix"] == uninterrupted["accuracy_matrix"]
