@@ -111,8 +111,8 @@ def run_script(name: str, *args, env_extra: dict | None = None) -> subprocess.Co
 
 def call_script(name: str, *args) -> subprocess.CompletedProcess:
     """scripts/NAME run as `__main__` in this process, with its output captured: what run_script gives, less the
-    start of a new interpreter (a second or more, for the scripts that import pandas and scipy). For the
-    quick tests of a script that some test also runs with run_script."""
+    start of a new interpreter (a second or more, for the scripts that import pandas and scipy). For the quick
+    tests; the slow ones start the scripts as a user does (run_script, and the README's commands)."""
     import contextlib
     import io
     import runpy

@@ -195,7 +195,7 @@ def test_tables_and_summaries_name_the_accuracy_they_show(tmp_path):
 
 
 def test_formal_table_lays_out_bins_by_model_and_language_beside_the_paper(tmp_path):
-    from .conftest import call_script, run_script
+    from .conftest import call_script
 
     def job(i, model, language, seed, bin0, bin1):
         run = {"model": model, "seed": seed, "status": "complete", "epochs_taken": [3 + seed],
@@ -209,7 +209,7 @@ def test_formal_table_lays_out_bins_by_model_and_language_beside_the_paper(tmp_p
     for seed, (b0, b1) in enumerate([(1.0, 0.5), (1.0, 0.7), (1.0, 0.6)]):
         job(seed, "rnn", "parity", seed, b0, b1)
         job(3 + seed, "transformer", "anbn", seed, 0.2, 0.0)
-    out = run_script("formal_table.py", tmp_path)  # its one start from a fresh interpreter
+    out = call_script("formal_table.py", tmp_path)
     assert out.returncode == 0, out.stderr
     table = (tmp_path / "formal_table.md").read_text().splitlines()
     assert table[0] == "| model | Parity Bin0 | Parity Bin1 | a^n b^n Bin0 | a^n b^n Bin1 |"

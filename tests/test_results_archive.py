@@ -6,7 +6,7 @@ import gzip
 from nested_learning.results import ARCHIVED_FILE, load_results, write_results
 from nested_learning.summary import load_sweep
 
-from .conftest import REPO, call_script, run_script
+from .conftest import REPO, call_script
 
 
 def _record(acc: float, status: str = "complete") -> dict:
@@ -20,7 +20,7 @@ def test_archive_holds_each_complete_run_and_reads_like_its_sweep(tmp_path):
     write_results(sweep / "1_seed=1", _record(0.75))
     write_results(sweep / "2_seed=2", _record(0.5, status="running"))
     out = tmp_path / "archive"
-    done = run_script("archive_results.py", sweep, "--out", out)  # its one start from a fresh interpreter
+    done = call_script("archive_results.py", sweep, "--out", out)
     assert done.returncode == 0, done.stderr
     assert "archived 2 runs" in done.stdout and "2_seed=2: status running" in done.stderr
     assert sorted(p.name for p in out.iterdir()) == ["0_seed=0", "1_seed=1"]

@@ -11,7 +11,7 @@ from nested_learning.summary import (
 )
 from nested_learning.train import sweeper_value
 
-from .conftest import REPO, call_script, run_script
+from .conftest import REPO, call_script
 
 
 def test_t_interval_by_hand():
@@ -204,7 +204,7 @@ def test_plot_baselines_writes_into_the_sweep_directory_by_default(tmp_path):
     _write_jobs(tmp_path, runs)
     figure = REPO / "docs" / "baselines.png"
     before = figure.stat().st_mtime_ns
-    out = run_script("plot_baselines.py", tmp_path)  # its one start from a fresh interpreter
+    out = call_script("plot_baselines.py", tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == f"wrote {tmp_path / 'baselines.png'}"
     assert (tmp_path / "baselines.png").stat().st_size > 0 and figure.stat().st_mtime_ns == before
