@@ -269,10 +269,8 @@ def test_diagnostics_reach_tensorboard(run_in_process, tmp_path):
 
 def test_diagnostics_script_averages_levels_over_seeds(tmp_path):
     import json
-    import subprocess
-    import sys
 
-    from .conftest import REPO
+    from .conftest import call_script
 
     for seed, (updates, cosine) in enumerate([(10, 0.2), (20, 0.4)]):
         job = tmp_path / f"{seed}_cms_arm=token_carry,seed={seed}"
@@ -284,8 +282,7 @@ def test_diagnostics_script_averages_levels_over_seeds(tmp_path):
         (job / "results.json").write_text(json.dumps({
             "model": "cms", "seed": seed, "status": "complete", "overrides": ["cms_arm=token_carry", f"seed={seed}"],
             "metrics": {"acc": 0.5, "bwt": 0.0, "fwt": 0.0, "forgetting": 0.0}, "model_state": state}))
-    out = subprocess.run([sys.executable, str(REPO / "scripts" / "cms_diagnostics.py"), str(tmp_path)],
-                         capture_output=True, text=True, cwd=REPO)
+    out = call_script("cms_diagnostics.py", tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == [
         "model=cms  (n=2, clock token, state carry)",  # what every run shares is left out, as in every report

@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -26,7 +24,7 @@ from nested_learning.strategies.base import Naive
 from nested_learning.strategies.joint import Joint
 from nested_learning.strategies.replay import Replay
 
-from .conftest import REPO, assert_resume_matches, compose_config, run_cli
+from .conftest import assert_resume_matches, compose_config, kill_env, run_cli
 
 # 2 tasks x 36 sentences, global batches of 5: the ranks' shares differ in size (3 and 2), and each
 # epoch's last batch holds 1 example, so rank 1 gets a copy that counts in no loss. No dropout (GRU).
@@ -37,14 +35,6 @@ TIMEOUT = 400
 
 def _results(run_dir: Path) -> dict:
     return json.loads((run_dir / "results.json").read_text())
-
-
-def evaluated_points(run_dir: Path) -> int:
-    """Evaluation points in the run's results.json so far (0 before rank 0 first writes it)."""
-    try:
-        return len(_results(run_dir)["curves"])
-    except (OSError, json.JSONDecodeError):
-        return 0
 
 
 def living_processes(marker: str) -> list[str]:
@@ -155,18 +145,16 @@ def test_ddp_cpu_trains_and_evaluates_as_one_process(whole_runs):
 @pytest.mark.slow
 def test_a_sigkilled_ddp_run_resumes_to_the_uninterrupted_matrices(whole_runs, tmp_path):
     killed = tmp_path / "killed"
-    # Its own session, so the kill reaches every rank, as a kill of the job's process group would.
-    proc = subprocess.Popen([sys.executable, "-m", "nested_learning.train", *JOB, "trainer=ddp_cpu", f"hydra.run.dir={killed}"],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + TIMEOUT
-    while time.time() < deadline and proc.poll() is None and evaluated_points(killed) < 3:  # two epochs measured
-        time.sleep(0.01)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    time.sleep(1)
+    # Every rank SIGKILLs itself after epoch 2 and its checkpoint, one epoch into task 2 (kill_env), as a kill of
+    # the job's process group would: rank 0 is the command, rank 1 the copy of it that Lightning started.
+    out = run_cli(*JOB, "trainer=ddp_cpu", f"hydra.run.dir={killed}", env_extra=kill_env(2, "after"), timeout=TIMEOUT)
+    assert out.returncode == -signal.SIGKILL, out.stderr
+    deadline = time.time() + 60  # rank 1 dies at the same point as rank 0, a moment apart
+    while living_processes(str(killed)) and time.time() < deadline:
+        time.sleep(0.1)
     assert living_processes(str(killed)) == []
     cut = _results(killed)
-    assert cut["status"] == "running" and len(cut["curves"]) < 4, "the kill came after the run ended"
+    assert cut["status"] == "running" and len(cut["curves"]) == 1 + 2, "the kill missed epoch 2"
     assert_resume_matches(killed, whole_runs[0])
     assert living_processes(str(killed)) == []
 

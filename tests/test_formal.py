@@ -196,10 +196,7 @@ def test_tables_and_summaries_name_the_accuracy_they_show(tmp_path):
 
 
 def test_formal_table_lays_out_bins_by_model_and_language_beside_the_paper(tmp_path):
-    import subprocess
-    import sys
-
-    from .conftest import REPO
+    from .conftest import call_script
 
     def job(i, model, language, seed, bin0, bin1):
         run = {"model": model, "seed": seed, "status": "complete", "epochs_taken": [3 + seed],
@@ -213,7 +210,7 @@ def test_formal_table_lays_out_bins_by_model_and_language_beside_the_paper(tmp_p
     for seed, (b0, b1) in enumerate([(1.0, 0.5), (1.0, 0.7), (1.0, 0.6)]):
         job(seed, "rnn", "parity", seed, b0, b1)
         job(3 + seed, "transformer", "anbn", seed, 0.2, 0.0)
-    out = subprocess.run([sys.executable, str(REPO / "scripts" / "formal_table.py"), str(tmp_path)], capture_output=True, text=True)
+    out = call_script("formal_table.py", tmp_path)
     assert out.returncode == 0, out.stderr
     table = (tmp_path / "formal_table.md").read_text().splitlines()
     assert table[0] == "| model | Parity Bin0 | Parity Bin1 | a^n b^n Bin0 | a^n b^n Bin1 |"
@@ -224,7 +221,7 @@ def test_formal_table_lays_out_bins_by_model_and_language_beside_the_paper(tmp_p
     assert table[5] == "| paper: Transformer | 46.4 | 0.0 | 100.0 | 100.0 |"
     assert "| `rnn` | 4.0 | — |" in table  # epochs taken, mean over seeds
     assert (tmp_path / "formal_table.png").stat().st_size > 0
-    bad = subprocess.run([sys.executable, str(REPO / "scripts" / "formal_table.py"), str(tmp_path / "0_job")], capture_output=True, text=True)
+    bad = call_script("formal_table.py", tmp_path / "0_job")
     assert bad.returncode == 2 and bad.stderr.startswith("error: ") and len(bad.stderr.strip().splitlines()) == 1
 
 

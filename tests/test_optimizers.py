@@ -275,14 +275,15 @@ def test_optimizers_experiment_is_2_models_x_4_optimizers_x_5_seeds_with_swept_r
 
 
 @pytest.mark.slow
-def test_m3_on_cms_killed_mid_task_resumes_to_the_same_matrix(tmp_path):
-    # A checkpoint every epoch of 128 steps. Killed after epoch 4 and its checkpoint, two epochs into task 2
-    # (of 4), at step 512: 2 past a multiple of the level periods 3 and 6 and of M3's f = 10, so the resume
+def test_m3_on_cms_killed_mid_task_resumes_to_the_same_matrix(tmp_path, run_in_process):
+    # A checkpoint every epoch of 8 steps. Killed after epoch 4 and its checkpoint, two epochs into task 2
+    # (of 4), at step 32: 2 past a multiple of the level periods 3 and 6 and of M3's f = 10, so the resume
     # starts inside a CMS chunk and inside M3's slow-memory chunk.
-    job = ["model=cms", "optimizer=m3", "epochs_per_task=[2,4]", "task.repeats=512", "batch_size=16", "logger=none",
+    job = ["model=cms", "optimizer=m3", "epochs_per_task=[2,4]", "task.repeats=32", "batch_size=16", "logger=none",
            "checkpoint_every_s=0"]
-    assert run_cli(*job, f"hydra.run.dir={tmp_path / 'whole'}").returncode == 0
+    # the uninterrupted run: in this process, to save a start-up
+    assert run_in_process(*job, run_dir=tmp_path / "whole")["status"] == "complete"
     killed = tmp_path / "killed"
     cut = kill_at(job, killed, epoch=4, when="after")
-    assert cut["status"] == "running" and cut["curves"][-1]["step"] == 512
+    assert cut["status"] == "running" and cut["curves"][-1]["step"] == 32
     assert_resume_matches(killed, tmp_path / "whole")

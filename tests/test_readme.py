@@ -31,6 +31,22 @@ ELSEWHERE = {
     "python -m nested_learning.train trainer=ddp_cpu": "test_ddp.py::test_ddp_cpu_trains_and_evaluates_as_one_process "
                                                        "runs it on a smaller task",
 }
+# Whole commands that a test of their own runs (or runs more of), with its shared run where there is one: the command -> that test.
+COVERED = {
+    "python -m nested_learning.train":
+        "test_runs.py::test_a_run_says_where_it_wrote_logs_to_train_log_and_shows_no_bar_when_piped",
+    "python -m nested_learning.train model=transformer seed=3 epochs_per_task=[5,2]":
+        "test_reproduce.py::test_a_run_killed_before_its_first_checkpoint_says_so_and_restarts",
+    "python -m nested_learning.train reset_optimizer=true": "test_runs.py::test_reset_optimizer_changes_training",
+    "python -m nested_learning.train -m rates.fast=0.3,0.6,0.9 rates.slow=0.01,0.02,0.05 seed=0,1,2":
+        "test_sweeps.py::test_tensorboard_has_curves_per_task_heatmap_and_hparams",
+    "python -m nested_learning.train -m rates.fast=0.3,0.6,0.9 rates.slow=0.01,0.02,0.05 seed=0,1,2 hydra/launcher=joblib":
+        "test_sweeps.py::test_no_state_leaks_between_jobs_with_either_launcher_and_a_joblib_job_reruns",
+    "python -m nested_learning.train hparams_search=optuna_rates":
+        "test_sweeps.py::test_optuna_search_reports_the_pareto_front_of_acc_and_forgetting",
+    "python scripts/rerun.py RUN_DIR [key=value ...]":
+        "test_sweeps.py::test_rerun_and_resume_reproduce_both_matrices_and_print_each_line_once",
+}
 # Where users copy commands from, in the order they are run (a later command may use an earlier one's run).
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 # The smallest budget that still runs each command's code: one epoch per task, no TensorBoard, a
@@ -110,9 +126,12 @@ def test_every_readme_command_runs_after_activating_the_venv(tmp_path):
     venv_bin = os.path.dirname(sys.executable)
     env = {**os.environ, "PATH": f"{venv_bin}:{os.environ['PATH']}", "VIRTUAL_ENV": os.path.dirname(venv_bin)}
     env.pop("CI", None)
-    ran = []
+    ran, covered = [], []
     for command in readme_commands():
         if any(command.startswith(start) for start in ELSEWHERE):
+            continue
+        if command in COVERED:
+            covered.append(command)
             continue
         if command.startswith("tensorboard "):
             # a server that runs until stopped: check that activation puts it on PATH
@@ -124,10 +143,21 @@ def test_every_readme_command_runs_after_activating_the_venv(tmp_path):
         reference = re.search(r"--reference (\S+)", command)
         if reference:  # the latest sweep that has the model to compare against
             sweeps = [s for s in sweeps if any(s.glob(f"*model={reference.group(1)}*"))]
+        axes = re.search(r"--axes (\S+)", command)
+        if axes:  # the latest sweep that varies the first axis
+            sweeps = [s for s in sweeps if any(s.glob(f"*{axes.group(1)}=*"))]
         own_env, words = with_budget(command, tmp_path, runs[-1] if runs else "RUN_DIR", sweeps[-1] if sweeps else "<time>")
         started = time.time()
         out = subprocess.run(words, cwd=REPO, env={**env, **own_env}, capture_output=True, text=True, timeout=600)
         print(f"{time.time() - started:5.1f} s  {' '.join(words)}")
         assert out.returncode == 0, f"{command}\n-> {' '.join(words)}\n{out.stderr[-3000:]}"
         ran.append(command)
-    assert len(ran) >= 15, ran  # the README's examples, not a parse that found nothing
+    assert len(ran) + len(covered) >= 15, ran  # the README's examples, not a parse that found nothing
+
+
+def test_every_command_skipped_by_name_names_a_test_that_exists():
+    import importlib
+
+    for command, test in COVERED.items():
+        module, name = test.split("::")
+        assert callable(getattr(importlib.import_module(f"tests.{module.removesuffix('.py')}"), name, None)), (command, test)

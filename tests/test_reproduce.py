@@ -9,25 +9,18 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
-from nested_learning.cli.rerun import SWEEP_DIR_ENV, replay_command, with_dirs
+from nested_learning.cli.rerun import replay_command, with_dirs
 
-from .conftest import REPO, compose_config, kill_env, run_cli
-
-ODD = "a b=c,d'e\"f[g]"  # every character Hydra's override grammar would need quoted
+from .conftest import ODD, REPO, compose_config, kill_env, run_cli, run_script
 
 
 def _results(run_dir: Path) -> dict:
     return json.loads((run_dir / "results.json").read_text())
-
-
-def _script(name: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "scripts" / name), *map(str, args)], cwd=REPO, capture_output=True, text=True)
 
 
 @pytest.mark.parametrize("char", [" ", "=", ",", "'", '"', "[", "]"])
@@ -43,44 +36,32 @@ def test_a_saved_config_replays_into_a_directory_named_with(tmp_path, char):
     assert out.stdout.strip() == str(new)
 
 
-# Transformer (dropout 0.1): a resumed run only matches if the RNG state is restored.
-SWEEP = ["model=transformer", "seed=0,1,2", "epochs_per_task=[1,4]", "task.repeats=128", "batch_size=16",
-         "logger=none", "checkpoint_every_s=0"]
-
-
 @pytest.mark.slow
-def test_a_killed_sweep_is_finished_and_its_jobs_rerun_and_resume_in_odd_paths(tmp_path):
-    whole = tmp_path / "whole"
-    out = run_cli("-m", *SWEEP, f"hydra.sweep.dir={whole}")
-    assert out.returncode == 0, out.stderr
-    jobs = sorted(p.name for p in whole.iterdir() if p.is_dir())
-    assert jobs[1] == "1_batch_size=16,checkpoint_every_s=0,epochs_per_task=[1,4],logger=none,model=transformer,seed=1,task.repeats=128"
+def test_a_killed_sweep_is_finished_and_its_jobs_rerun_and_resume_in_odd_paths(killed_sweep, tmp_path):
+    whole, killed, jobs = killed_sweep.whole, killed_sweep.killed, killed_sweep.jobs
+    assert killed_sweep.whole_out.returncode == 0, killed_sweep.whole_out.stderr
+    assert jobs[1] == "1_batch_size=16,checkpoint_every_s=0,epochs_per_task=[1,4],model=transformer,seed=1,task.repeats=32"
 
-    killed = tmp_path / ODD / "sweep"
-    killed.mkdir(parents=True)
-    # The second job kills the sweep after its epoch 3 and that epoch's checkpoint, two epochs into the second task.
-    out = subprocess.run(
-        [sys.executable, "-m", "nested_learning.train", "-m", *SWEEP, f"hydra.sweep.dir=${{oc.env:{SWEEP_DIR_ENV}}}"],
-        cwd=REPO, env={**with_dirs(sweep_dir=killed), **kill_env(3, "after", "*/1_*")}, capture_output=True, text=True,
-    )
-    assert out.returncode == -signal.SIGKILL, out.stderr
-    assert _results(killed / jobs[0])["status"] == "complete"
-    cut = _results(killed / jobs[1])
+    # The second job killed the sweep after its epoch 3 and that epoch's checkpoint, two epochs into the second task.
+    assert killed_sweep.killed_out.returncode == -signal.SIGKILL, killed_sweep.killed_out.stderr
+    cut_copy = killed_sweep.cut_copy
+    assert _results(cut_copy / jobs[0])["status"] == "complete"
+    cut = killed_sweep.cut
     assert cut["status"] == "running" and len(cut["accuracy_matrix"]) == 1, "the kill missed the second task"
-    assert not (killed / jobs[2] / "results.json").exists()
-    finished_job = (killed / jobs[0] / "results.json").read_bytes()
+    assert not (cut_copy / jobs[2] / "results.json").exists()
+    finished_job = (cut_copy / jobs[0] / "results.json").read_bytes()
     copy = tmp_path / ODD / "copy"
-    shutil.copytree(killed, copy)
+    shutil.copytree(cut_copy, copy)
 
     # One job, resumed in place.
-    resumed = _script("resume.py", killed / jobs[1])
+    resumed = killed_sweep.resumed
     assert resumed.returncode == 0, resumed.stderr
     assert re.search(r"from its checkpoint after epoch 3 of 5 \(Task_1: epoch 2 of 4\), step \d+", resumed.stdout)
     for key in ("accuracy_matrix", "loss_matrix"):
         assert _results(killed / jobs[1])[key] == _results(whole / jobs[1])[key], key
 
     # The whole sweep, finished: the finished job untouched, the cut one resumed, the last one run.
-    finished = _script("resume.py", copy)
+    finished = run_script("resume.py", copy)
     assert finished.returncode == 0, finished.stderr
     assert (copy / jobs[0] / "results.json").read_bytes() == finished_job
     assert "already complete, left as it is" in finished.stdout
@@ -91,7 +72,7 @@ def test_a_killed_sweep_is_finished_and_its_jobs_rerun_and_resume_in_odd_paths(t
     assert "3 finished runs, 0 failed" in (copy / "summary.md").read_text()
 
     # A job of the odd sweep, re-run from its saved config.
-    rerun = _script("rerun.py", copy / jobs[2])
+    rerun = run_script("rerun.py", copy / jobs[2])
     assert rerun.returncode == 0, rerun.stderr
     assert "identical: the accuracy and loss matrices" in rerun.stdout
     # ... recording the job's overrides, so that a summary of reruns labels and groups it like the job.
@@ -103,7 +84,7 @@ def test_a_killed_sweep_is_finished_and_its_jobs_rerun_and_resume_in_odd_paths(t
 
 
 @pytest.mark.slow
-def test_a_run_killed_before_its_first_checkpoint_says_so_and_restarts(tmp_path):
+def test_a_run_killed_before_its_first_checkpoint_says_so_and_restarts(tmp_path, run_in_process):
     job = ["model=transformer", "epochs_per_task=[3,1]", "task.repeats=32", "batch_size=16", "logger=none"]
     killed = tmp_path / "killed"
     # Killed after the first epoch of three in Task_0, which writes no checkpoint (30 s have not passed).
@@ -112,7 +93,7 @@ def test_a_run_killed_before_its_first_checkpoint_says_so_and_restarts(tmp_path)
     assert not (killed / "checkpoints").exists()
     done = len(_results(killed)["curves"]) - 1
     assert done == 1
-    out = _script("resume.py", killed)
+    out = run_script("resume.py", killed)
     assert out.returncode == 2
     assert out.stderr.strip().splitlines()[-1] == (
         f"error: resume=true: {killed} has no checkpoint: {done} epoch(s) finished (results.json), but it was "
@@ -120,12 +101,12 @@ def test_a_run_killed_before_its_first_checkpoint_says_so_and_restarts(tmp_path)
         "after the previous one (checkpoint_every_s); to run it again from the beginning in the same directory: "
         f"python scripts/resume.py --restart {killed}"
     )
-    restarted = _script("resume.py", "--restart", killed)
+    restarted = run_script("resume.py", "--restart", killed)
     assert restarted.returncode == 0, restarted.stderr
     assert f"starting {killed} again from the beginning: it stopped after {done} finished epoch(s)" in restarted.stdout
-    whole = tmp_path / "whole"
-    assert run_cli(*job, f"hydra.run.dir={whole}").returncode == 0
-    assert _results(killed)["accuracy_matrix"] == _results(whole)["accuracy_matrix"]
+    whole = run_in_process(*job, run_dir=tmp_path / "whole")  # in this process, to save a start-up
+    assert whole["status"] == "complete"
+    assert _results(killed)["accuracy_matrix"] == whole["accuracy_matrix"]
 
 
 @pytest.mark.slow
@@ -147,22 +128,22 @@ def test_a_sweep_with_a_failed_job_exits_1_after_running_every_job_and_summarisi
 
 
 @pytest.mark.slow
-def test_a_trial_of_an_optuna_search_reruns_and_the_search_finishes(tmp_path):
-    search = tmp_path / "optuna"
-    optuna = run_cli("hparams_search=optuna_rates", "hydra.sweeper.n_trials=2", "epochs_per_task=1", "logger=none",
-                     f"hydra.sweep.dir={search}")
+def test_a_trial_of_an_optuna_search_reruns_and_the_search_finishes(optuna_search, tmp_path):
+    shared, optuna = optuna_search
     assert optuna.returncode == 0, optuna.stderr
-    rerun = _script("rerun.py", next(search.glob("0_*")))
+    search = tmp_path / "optuna"
+    shutil.copytree(shared, search)
+    rerun = run_script("rerun.py", next(search.glob("0_*")))
     assert rerun.returncode == 0, rerun.stderr
     assert "identical: the accuracy and loss matrices" in rerun.stdout
     # The last trial as if the search had been killed before it: the seeded sampler, fed the same
     # results, proposes the same trial again.
-    (last,) = search.glob("1_*")
+    (last,) = search.glob("2_*")
     saved = _results(last)
     shutil.rmtree(last)
-    finished = _script("resume.py", search)
+    finished = run_script("resume.py", search)
     assert finished.returncode == 0, finished.stderr
-    assert finished.stdout.count("already complete, left as it is") == 1
+    assert finished.stdout.count("already complete, left as it is") == 2
     assert _results(last)["accuracy_matrix"] == saved["accuracy_matrix"]
 
 

@@ -3,15 +3,16 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 
 import pytest
 
-from .conftest import REPO, run_cli
+from .conftest import SWEEP_JOB, run_cli, run_script
 
 
-def _needs_slurm() -> None:
-    """A cluster that answers; installed but stopped counts as absent (a user's machine after a reboot)."""
+@pytest.fixture(scope="session")
+def slurm_cluster() -> None:
+    """A cluster that answers, or every test that needs one skips; installed but stopped counts as absent (a user's
+    machine after a reboot). Asked once: `sinfo` can take seconds to give up on a stopped controller."""
     if not shutil.which("sinfo"):
         why = "no sinfo on PATH"
     elif subprocess.run(["sinfo", "--noheader"], capture_output=True).returncode != 0:
@@ -28,32 +29,28 @@ def _results(run_dir):
 
 
 @pytest.mark.slow
-def test_a_slurm_sweep_gives_the_basic_launchers_matrices_and_its_jobs_rerun(tmp_path):
-    _needs_slurm()
-    sweep = ["model=transformer", "seed=0,1", "epochs_per_task=2", "logger=none"]
-    basic = run_cli("-m", *sweep, f"hydra.sweep.dir={tmp_path / 'basic'}")
+def test_a_slurm_sweep_gives_the_basic_launchers_matrices_and_its_jobs_rerun(slurm_cluster, basic_sweep, tmp_path):
+    basic_dir, basic = basic_sweep
     assert basic.returncode == 0, basic.stderr
-    slurm = run_cli("-m", *sweep, "hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2",
+    slurm = run_cli("-m", *SWEEP_JOB, "seed=0,1", "hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2",
                     f"hydra.sweep.dir={tmp_path / 'slurm'}", timeout=600)
     assert slurm.returncode == 0, slurm.stderr
     # submitit's warning that a status poll failed (sacct, without accounting) printed once, not once per poll x 3
     assert (slurm.stdout + slurm.stderr).count("Bypassing sacct error") <= 1
-    jobs = sorted(p.name for p in (tmp_path / "basic").glob("[0-9]_*"))
+    jobs = sorted(p.name for p in basic_dir.glob("[0-9]_*"))
     assert sorted(p.name for p in (tmp_path / "slurm").glob("[0-9]_*")) == jobs and len(jobs) == 2
     assert list((tmp_path / "slurm" / ".submitit").glob("*/*_log.out")), "the jobs did not run through Slurm"
     for job in jobs:
         for key in ("accuracy_matrix", "loss_matrix"):
-            assert _results(tmp_path / "slurm" / job)[key] == _results(tmp_path / "basic" / job)[key], (job, key)
+            assert _results(tmp_path / "slurm" / job)[key] == _results(basic_dir / job)[key], (job, key)
     assert (tmp_path / "slurm" / "summary.md").is_file()
-    rerun = subprocess.run([sys.executable, str(REPO / "scripts" / "rerun.py"), str(tmp_path / "slurm" / jobs[1])],
-                           capture_output=True, text=True)
+    rerun = run_script("rerun.py", tmp_path / "slurm" / jobs[1])
     assert rerun.returncode == 0, rerun.stderr
     assert "identical: the accuracy and loss matrices" in rerun.stdout
 
 @pytest.mark.slow
-def test_a_slurm_job_with_two_tasks_trains_one_run_on_two_ranks(tmp_path):
+def test_a_slurm_job_with_two_tasks_trains_one_run_on_two_ranks(slurm_cluster, tmp_path):
     """hydra/launcher=slurm_ddp: Slurm starts the two ranks of trainer=ddp_cpu; they train as one process does."""
-    _needs_slurm()
     job = ["model=rnn", "seed=0", "epochs_per_task=1", "task.repeats=9", "batch_size=5", "logger=none"]
     one = run_cli(*job, f"hydra.run.dir={tmp_path / 'one'}")
     assert one.returncode == 0, one.stderr
@@ -74,8 +71,7 @@ def test_a_slurm_job_with_two_tasks_trains_one_run_on_two_ranks(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_partition_slurm_refuses_is_one_line_with_slurms_message(tmp_path):
-    _needs_slurm()
+def test_a_partition_slurm_refuses_is_one_line_with_slurms_message(slurm_cluster, tmp_path):
     out = run_cli("-m", "seed=0,1", "hydra/launcher=slurm", "hydra.launcher.partition=no_such_partition",
                   f"hydra.sweep.dir={tmp_path}")
     assert out.returncode == 2

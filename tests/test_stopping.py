@@ -8,7 +8,7 @@ import pytest
 
 from nested_learning.data.datamodule import StoppingRule, TaskSchedule
 
-from .conftest import assert_resume_matches, kill_at, run_cli
+from .conftest import assert_resume_matches, kill_at
 
 
 def test_rule_on_scripted_accuracies():
@@ -60,11 +60,12 @@ def test_without_a_rule_every_task_runs_to_its_cap():
 
 
 @pytest.mark.slow
-def test_stopped_tasks_resume_exactly_after_sigkill(tmp_path):
+def test_stopped_tasks_resume_exactly_after_sigkill(tmp_path, run_in_process):
     # Patience ends both tasks before their cap of 8 (7 epochs each); the kill lands in the second task.
     job = ["model=rnn", "epochs_per_task=[8,8]", "stopping.target=0.95", "stopping.patience=2", "task.repeats=16",
            "batch_size=16", "checkpoint_every_s=0", "logger=none"]
-    assert run_cli(*job, f"hydra.run.dir={tmp_path / 'whole'}").returncode == 0
+    # the uninterrupted run: in this process, to save a start-up
+    assert run_in_process(*job, run_dir=tmp_path / "whole")["status"] == "complete"
     whole = json.loads((tmp_path / "whole" / "results.json").read_text())
     assert whole["epochs_per_task"] == [8, 8] and whole["epochs_taken"] == [7, 7]
     assert len(whole["curves"]) == 1 + 14  # the run ended with its last task, before the caps' 16 epochs

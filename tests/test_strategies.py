@@ -230,7 +230,7 @@ def test_bad_ewc_and_lwf_settings_name_the_value(run_in_process):
 def test_every_strategy_runs_end_to_end_and_records_its_settings(run_in_process, tmp_path):
     results = {}
     for name in STRATEGIES:
-        run_in_process("model=rnn", "task=commute4", f"strategy={name}", "epochs_per_task=2", run_dir=tmp_path / name)
+        run_in_process("model=rnn", "task=commute4", f"strategy={name}", "epochs_per_task=1", run_dir=tmp_path / name)
         results[name] = saved = json.loads((tmp_path / name / "results.json").read_text())
         assert saved["status"] == "complete" and len(saved["accuracy_matrix"]) == 4
         settings = {k: v for k, v in compose_config(f"strategy={name}").strategy.items() if k != "_target_"}

@@ -11,10 +11,7 @@ from nested_learning.analysis.summary import (
 )
 from nested_learning.train import sweeper_value
 
-from .conftest import REPO
-
-import subprocess
-import sys
+from .conftest import REPO, call_script
 
 
 def test_t_interval_by_hand():
@@ -92,7 +89,7 @@ def test_summary_writes_heatmap_over_varying_rates(tmp_path):
 
 
 def test_summarize_script_rejects_a_non_sweep_directory(tmp_path):
-    out = subprocess.run([sys.executable, str(REPO / "scripts" / "summarize.py"), str(tmp_path)], capture_output=True, text=True)
+    out = call_script("summarize.py", tmp_path)
     assert out.returncode == 2
     assert out.stderr.strip().startswith(f"error: {tmp_path}: no job directories")
 
@@ -138,7 +135,7 @@ def test_every_report_labels_groups_alike_without_what_all_runs_share(tmp_path):
     assert [line.split(",")[0] for line in summary.splitlines()[1:]] == ["model=hope", "model=transformer"]
     assert "| model=hope " in markdown and "| model=transformer " in markdown
     assert vs_reference.splitlines()[1].startswith("model=hope,model=transformer,")
-    out = subprocess.run([sys.executable, str(REPO / "scripts" / "summarize.py"), str(tmp_path)], capture_output=True, text=True)
+    out = call_script("summarize.py", tmp_path)
     assert out.returncode == 0, out.stderr
     assert "│ model=hope " in out.stdout and "experiment=" not in out.stdout
 
@@ -168,8 +165,7 @@ def test_sampled_axes_are_drawn_as_a_scatter_a_grid_as_a_heatmap(tmp_path):
 
 def test_summarize_names_a_reference_model_that_is_not_in_the_sweep(tmp_path):
     _write_jobs(tmp_path, [_run("hope", s, 0.1) for s in (0, 1)])
-    out = subprocess.run([sys.executable, str(REPO / "scripts" / "summarize.py"), str(tmp_path), "--reference", "transformer"],
-                         capture_output=True, text=True)
+    out = call_script("summarize.py", tmp_path, "--reference", "transformer")
     assert out.returncode == 2
     assert out.stderr.strip() == "error: --reference transformer: no run with model=transformer in the sweep; model here: hope"
     assert not (tmp_path / "summary.md").exists()
@@ -194,7 +190,7 @@ def test_console_summary_keeps_each_interval_on_one_line(tmp_path):
 
     runs = [_run("hope", s, 0.1 * s + 0.01 * g, extra=long(g)) for g in range(3) for s in (0, 1)]
     _write_jobs(tmp_path, runs)
-    out = subprocess.run([sys.executable, str(REPO / "scripts" / "summarize.py"), str(tmp_path)], capture_output=True, text=True)
+    out = call_script("summarize.py", tmp_path)
     assert out.returncode == 0, out.stderr
     cell = r"[+-]?\d\.\d{3} ± \d\.\d{3} \[[+-]?\d\.\d{3}, [+-]?\d\.\d{3}\]"
     assert len(re.findall(cell, out.stdout)) == 3 * 4  # three groups, four metrics, no cell split across lines
@@ -208,7 +204,7 @@ def test_plot_baselines_writes_into_the_sweep_directory_by_default(tmp_path):
     _write_jobs(tmp_path, runs)
     figure = REPO / "docs" / "baselines.png"
     before = figure.stat().st_mtime_ns
-    out = subprocess.run([sys.executable, str(REPO / "scripts" / "plot_baselines.py"), str(tmp_path)], capture_output=True, text=True)
+    out = call_script("plot_baselines.py", tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == f"wrote {tmp_path / 'baselines.png'}"
     assert (tmp_path / "baselines.png").stat().st_size > 0 and figure.stat().st_mtime_ns == before
@@ -289,8 +285,7 @@ def _run_with_splits(seed):
 
 def test_summarize_reads_another_split_and_names_its_files_after_it(tmp_path):
     _write_jobs(tmp_path, [_run_with_splits(0), _run_with_splits(1)])
-    script = [sys.executable, str(REPO / "scripts" / "summarize.py"), str(tmp_path)]
-    out = subprocess.run([*script, "--split", "bin1"], capture_output=True, text=True)
+    out = call_script("summarize.py", tmp_path, "--split", "bin1")
     assert out.returncode == 0, out.stderr
     assert not (tmp_path / "summary.md").exists()  # the sweep's own summary is not overwritten
     row = pd.read_csv(tmp_path / "summary_bin1.csv").iloc[0]
@@ -301,11 +296,11 @@ def test_summarize_reads_another_split_and_names_its_files_after_it(tmp_path):
     assert "sequence accuracy (every position right) on split bin1" in text
     assert re.search(r"\|\s*model=rnn\s*\|\s*2\s*\|\s*0\.80\s*\|\s*0\.90\s*\|", text)  # LA per task from bin1's diagonal
 
-    out = subprocess.run([*script, "--split", "bin1", "--metric", "token"], capture_output=True, text=True)
+    out = call_script("summarize.py", tmp_path, "--split", "bin1", "--metric", "token")
     assert out.returncode == 0, out.stderr
     assert pd.read_csv(tmp_path / "summary_bin1_token.csv").iloc[0]["acc_mean"] == pytest.approx(0.85)
 
-    out = subprocess.run([*script, "--split", "bin2"], capture_output=True, text=True)
+    out = call_script("summarize.py", tmp_path, "--split", "bin2")
     assert out.returncode == 2
     assert out.stderr.strip() == "error: 0_job: split 'bin2': not measured by this run; its splits: bin0, bin1"
 

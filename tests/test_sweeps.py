@@ -3,12 +3,11 @@ import json
 import os
 import re
 import subprocess
-import sys
 
 import pytest
 from hydra import compose, initialize_config_dir
 
-from .conftest import CONF, REPO, assert_resume_matches, kill_at, run_cli
+from .conftest import CONF, SWEEP_JOB, assert_resume_matches, run_cli, run_script
 
 
 def compose_with_hydra(*overrides):
@@ -50,22 +49,19 @@ def _results(run_dir):
 
 
 @pytest.mark.slow
-def test_no_state_leaks_between_jobs_with_either_launcher_and_a_joblib_job_reruns(tmp_path):
-    job = ["model=transformer", "epochs_per_task=2"]  # dropout: the most RNG-sensitive model
-    alone = run_cli(*job, "seed=1", f"hydra.run.dir={tmp_path / 'alone'}")
-    assert alone.returncode == 0, alone.stderr
-    for launcher in ("basic", "joblib"):
-        out = run_cli("-m", *job, "seed=0,1", f"hydra/launcher={launcher}", f"hydra.sweep.dir={tmp_path / launcher}")
+def test_no_state_leaks_between_jobs_with_either_launcher_and_a_joblib_job_reruns(basic_sweep, tmp_path, run_in_process):
+    alone = run_in_process(*SWEEP_JOB, "seed=1", run_dir=tmp_path / "alone")  # in this process, to save a start-up
+    assert alone["status"] == "complete"
+    joblib = tmp_path / "joblib"
+    sweeps = {"basic": basic_sweep, "joblib": (joblib, run_cli("-m", *SWEEP_JOB, "seed=0,1", "hydra/launcher=joblib",
+                                                                f"hydra.sweep.dir={joblib}"))}
+    for launcher, (sweep, out) in sweeps.items():
         assert out.returncode == 0, out.stderr
-        (second,) = (tmp_path / launcher).glob("1_*")
+        (second,) = sweep.glob("1_*")
         for key in ("accuracy_matrix", "loss_matrix"):
-            assert _results(second)[key] == _results(tmp_path / "alone")[key], (launcher, key)
-    rerun = subprocess.run([sys.executable, str(REPO / "scripts" / "rerun.py"), str(second)], capture_output=True, text=True)
+            assert _results(second)[key] == alone[key], (launcher, key)
+    rerun = run_script("rerun.py", second)
     assert rerun.returncode == 0 and "identical: the accuracy and loss matrices" in rerun.stdout, rerun.stderr  # a joblib job
-
-
-def _script(name, *args):
-    return subprocess.run([sys.executable, str(REPO / "scripts" / name), *map(str, args)], capture_output=True, text=True)
 
 
 def _printed_once(out: subprocess.CompletedProcess, line: str) -> bool:
@@ -74,12 +70,12 @@ def _printed_once(out: subprocess.CompletedProcess, line: str) -> bool:
 
 
 @pytest.mark.slow
-def test_rerun_and_resume_reproduce_both_matrices_and_print_each_line_once(tmp_path):
+def test_rerun_and_resume_reproduce_both_matrices_and_print_each_line_once(tmp_path, killed_sweep):
     run_dir = tmp_path / "run"
     job = ["model=hope", "epochs_per_task=2", "logger=none"]
     assert run_cli(*job, f"hydra.run.dir={run_dir}").returncode == 0
     whole = _results(run_dir)
-    out = _script("rerun.py", run_dir)
+    out = run_script("rerun.py", run_dir)
     assert out.returncode == 0, out.stderr
     assert "identical: the accuracy and loss matrices" in out.stdout
     assert _printed_once(out, "hope finished Task_0 (1/2, step 4)") and _printed_once(out, "hope finished Task_1 (2/2")
@@ -91,23 +87,21 @@ def test_rerun_and_resume_reproduce_both_matrices_and_print_each_line_once(tmp_p
     tampered = json.loads(json.dumps(whole))
     tampered["loss_matrix"][1][0] += 1e-12
     (run_dir / "results.json").write_text(json.dumps(tampered))
-    out = _script("rerun.py", run_dir)
+    out = run_script("rerun.py", run_dir)
     assert out.returncode == 1 and "DIFFERENT loss matrix:" in out.stdout and "DIFFERENT accuracy" not in out.stdout
 
-    # Killed right after the checkpoint at Task_0's end: resumed, it prints Task_1's line once.
-    killed = tmp_path / "killed"
-    kill_at(job, killed, epoch=2, when="after")
-    out = _script("resume.py", killed)
+    # Killed after a checkpoint inside Task_1 (the killed sweep's second job): resumed, it prints Task_1's line once.
+    out, killed = killed_sweep.resumed, killed_sweep.killed / killed_sweep.jobs[1]
     assert out.returncode == 0, out.stderr
-    assert "hope finished Task_0" not in out.stdout and _printed_once(out, "hope finished Task_1 (2/2, step 8)")
+    assert "transformer finished Task_0" not in out.stdout and _printed_once(out, "transformer finished Task_1 (2/2, step 40)")
     resumed = _results(killed)
     assert resumed["resumed"] == 1 and resumed["status"] == "complete"
     for key in ("accuracy_matrix", "loss_matrix"):
-        assert resumed[key] == whole[key], key
+        assert resumed[key] == _results(killed_sweep.whole / killed_sweep.jobs[1])[key], key
 
 
 def test_rerun_rejects_a_path_that_is_not_a_run(tmp_path):
-    out = subprocess.run([sys.executable, str(REPO / "scripts" / "rerun.py"), str(tmp_path)], capture_output=True, text=True)
+    out = run_script("rerun.py", tmp_path)
     assert out.returncode == 2
     assert out.stderr.strip() == f"error: {tmp_path}: not a run directory (no results.json); give a directory written by nested_learning.train"
 
@@ -131,16 +125,15 @@ def _tensorboard_scalars(run_dir):
 
 
 @pytest.mark.slow
-def test_sigkill_in_second_task_then_resume_gives_the_same_matrix_and_tensorboard(tmp_path):
-    job = ["model=transformer", "epochs_per_task=[2,6]", "task.repeats=32", "batch_size=16", "checkpoint_every_s=0"]
-    assert run_cli(*job, f"hydra.run.dir={tmp_path / 'whole'}").returncode == 0
-    killed = tmp_path / "killed"
-    # killed after epoch 4 and its checkpoint: two epochs into task 2 (of 6)
-    interrupted = kill_at(job, killed, epoch=4, when="after")
+def test_sigkill_in_second_task_then_resume_gives_the_same_matrix_and_tensorboard(killed_sweep):
+    # The killed sweep's second job: killed after epoch 3 and its checkpoint, two epochs into task 2 (of 4), resumed.
+    killed, whole = (sweep / killed_sweep.jobs[1] for sweep in (killed_sweep.killed, killed_sweep.whole))
+    assert killed_sweep.whole_out.returncode == 0, killed_sweep.whole_out.stderr
+    interrupted = killed_sweep.cut
     assert interrupted["status"] == "running" and len(interrupted["accuracy_matrix"]) == 1
-    assert_resume_matches(killed, tmp_path / "whole")
+    assert_resume_matches(killed, whole, killed_sweep.resumed)
     # TensorBoard: every step once, as in the uninterrupted run, though the killed run had logged past its checkpoint.
-    shown, straight = _tensorboard_scalars(killed), _tensorboard_scalars(tmp_path / "whole")
+    shown, straight = _tensorboard_scalars(killed), _tensorboard_scalars(whole)
     assert len(list((killed / "tb").glob("events.out.tfevents.*"))) == 2
     assert [key for key, values in shown.items() if len(values) > 1] == []
     assert shown.keys() == straight.keys()
@@ -180,10 +173,10 @@ def test_tensorboard_has_curves_per_task_heatmap_and_hparams(tmp_path):
 
 
 @pytest.mark.slow
-def test_optuna_search_reports_the_pareto_front_of_acc_and_forgetting(tmp_path):
+def test_optuna_search_reports_the_pareto_front_of_acc_and_forgetting(optuna_search):
     from omegaconf import OmegaConf
 
-    out = run_cli("hparams_search=optuna_rates", "hydra.sweeper.n_trials=3", "epochs_per_task=1", f"hydra.sweep.dir={tmp_path}")
+    tmp_path, out = optuna_search
     assert out.returncode == 0, out.stderr
     assert "\x1b[" not in out.stderr and "setup plugin" not in out.stdout  # no coloured Optuna line, no alembic lines
     assert "job 3/3: 2_" in out.stdout
