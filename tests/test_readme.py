@@ -37,7 +37,6 @@ COVERED = {
         "test_runs.py::test_a_run_says_where_it_wrote_logs_to_train_log_and_shows_no_bar_when_piped",
     "python -m nested_learning.train model=transformer seed=3 epochs_per_task=[5,2]":
         "test_reproduce.py::test_a_run_killed_before_its_first_checkpoint_says_so_and_restarts",
-    "python -m nested_learning.train reset_optimizer=true": "test_runs.py::test_reset_optimizer_changes_training",
     "python -m nested_learning.train -m rates.fast=0.3,0.6,0.9 rates.slow=0.01,0.02,0.05 seed=0,1,2":
         "test_sweeps.py::test_tensorboard_has_curves_per_task_heatmap_and_hparams",
     "python -m nested_learning.train -m rates.fast=0.3,0.6,0.9 rates.slow=0.01,0.02,0.05 seed=0,1,2 hydra/launcher=joblib":
