@@ -154,9 +154,11 @@ def test_every_readme_command_runs_after_activating_the_venv(tmp_path):
     assert len(ran) + len(covered) >= 15, ran  # the README's examples, not a parse that found nothing
 
 
-def test_every_command_skipped_by_name_names_a_test_that_exists():
+def test_every_command_skipped_by_name_is_in_the_docs_and_names_a_test_that_exists():
     import importlib
 
+    shown = set(readme_commands())
     for command, test in COVERED.items():
+        assert command in shown, f"{command!r} is skipped, but no document shows it any more"
         module, name = test.split("::")
         assert callable(getattr(importlib.import_module(f"tests.{module.removesuffix('.py')}"), name, None)), (command, test)
