@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import gzip
 
+import pytest
+
 from nested_learning.analysis.results import ARCHIVED_FILE, load_results, write_results
 from nested_learning.analysis.summary import load_sweep
+from nested_learning.errors import UserError
 
 from .conftest import REPO, call_script
 
@@ -53,10 +56,54 @@ def test_archive_grows_by_later_sweeps_and_never_overwrites(tmp_path):
     assert missing.returncode == 2 and "nowhere: not a directory" in missing.stderr
 
 
-def test_the_formal_languages_table_is_rebuilt_from_its_archive(tmp_path):
-    """docs/formal_languages.md's table is what its documented command makes of docs/results/formal_languages/."""
-    built = call_script("formal_table.py", REPO / "docs" / "results" / "formal_languages", "--out", tmp_path)
+def test_the_formal_languages_tables_are_rebuilt_from_their_archives(tmp_path):
+    """docs/formal_languages.md's learning-rate grid and Table 5 are what its documented command makes of
+    docs/results/formal_languages/ (the sweep at 1e-3) and docs/results/formal_languages_lr/ (the grid, the reruns)."""
+    archives = [REPO / "docs" / "results" / name for name in ("formal_languages", "formal_languages_lr")]
+    built = call_script("formal_table.py", *archives, "--tune-lr", "--out", tmp_path)
     assert built.returncode == 0, built.stderr
+    doc = (REPO / "docs" / "formal_languages.md").read_text()
+    grid = (tmp_path / "formal_lr_grid.md").read_text()
+    assert grid.count("\n| `") == 16 and grid in doc  # 8 models x 2 families, every rate of the grid archived
     table = (tmp_path / "formal_table.md").read_text()
     assert table.count("\n| `") == 16  # 8 models x (accuracy row + epochs row): every row archived
-    assert table in (REPO / "docs" / "formal_languages.md").read_text()
+    assert table in doc
+
+
+def _formal_table():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("formal_table", REPO / "scripts" / "formal_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_rate_is_chosen_per_family_and_moves_from_the_default_only_by_more_than_the_margin():
+    ft = _formal_table()
+
+    def record(model, language, lr, bin0, seed=0):
+        return {"model": model, "language": language, "lr": lr, "seed": seed, "epochs": 1,
+                "accuracy": {"bin0": bin0, "bin1": 0.0}, "bin0_token": bin0}
+
+    records = []
+    for language, (low, default, high) in {"parity": (10.0, 10.0, 12.0), "aa": (0.0, 0.0, 0.0), "abab": (0.0, 0.0, 0.0),
+                                           "anbn": (100.0, 99.0, 100.0), "anbncn": (100.0, 100.0, 100.0),
+                                           "shuffle2": (100.0, 100.0, 100.0)}.items():
+        records += [record("m", language, 3e-4, low), record("m", language, 1e-3, default), record("m", language, 3e-3, high)]
+    records.append(record("m", "parity", 3e-3, 50.0, seed=1))
+    # regular: 3e-3 leads 1e-3 by 2/3 of a point (mean over three languages), within the margin of 1: the default stays;
+    # counter: 3e-4 and 3e-3 lead by 1/3 of a point: the default stays
+    chosen, scores = ft.choose_rates(records, grid_seed=0, default_lr=1e-3, margin=1.0)
+    assert chosen == {("m", "regular"): 1e-3, ("m", "counter"): 1e-3}
+    assert scores[("m", "regular", 3e-3)][0] == 4.0
+    # a margin below the lead moves the rate to the best one; ties go to the lower rate
+    chosen, _ = ft.choose_rates(records, grid_seed=0, default_lr=1e-3, margin=0.25)
+    assert chosen == {("m", "regular"): 3e-3, ("m", "counter"): 3e-4}
+    kept, grid = ft.at_one_rate(records, tune_lr=True, grid_seed=0, margin=0.25)
+    assert {(r["language"], r["lr"], r["seed"]) for r in kept if r["language"] == "parity"} == {("parity", 3e-3, 0), ("parity", 3e-3, 1)}
+    assert "| `m` | regular | 3.3 (3.3) | 3.3 (3.3) | 4.0 (4.0) | 0.003 |" in grid
+    with pytest.raises(UserError, match="m on parity: runs at learning rates 0.0003, 0.001, 0.003; pass --tune-lr"):
+        ft.at_one_rate(records, tune_lr=False, grid_seed=0)
+    with pytest.raises(UserError, match="m at lr 0.003: no seed-0 run of aa"):
+        ft.choose_rates([r for r in records if not (r["language"] == "aa" and r["lr"] == 3e-3)], 0, 1e-3, 1.0)
