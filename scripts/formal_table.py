@@ -97,7 +97,7 @@ def at_one_rate(records: list[dict], tune_lr: bool, grid_seed: int, default_lr: 
                 margin: float = 1.0) -> tuple[list[dict], str | None]:
     """The records the table shows and, with tune_lr, the grid's table; several rates without tune_lr is an error."""
     if not tune_lr:
-        for model, language in {(r["model"], r["language"]) for r in records}:
+        for model, language in sorted({(r["model"], r["language"]) for r in records}):
             rates = sorted({r["lr"] for r in records if (r["model"], r["language"]) == (model, language)})
             if len(rates) > 1:
                 raise UserError(f"{model} on {language}: runs at learning rates {', '.join(f'{lr:g}' for lr in rates)}; "

@@ -103,7 +103,7 @@ def test_the_rate_is_chosen_per_family_and_moves_from_the_default_only_by_more_t
     kept, grid = ft.at_one_rate(records, tune_lr=True, grid_seed=0, margin=0.25)
     assert {(r["language"], r["lr"], r["seed"]) for r in kept if r["language"] == "parity"} == {("parity", 3e-3, 0), ("parity", 3e-3, 1)}
     assert "| `m` | regular | 3.3 (3.3) | 3.3 (3.3) | 4.0 (4.0) | 0.003 |" in grid
-    with pytest.raises(UserError, match="m on parity: runs at learning rates 0.0003, 0.001, 0.003; pass --tune-lr"):
+    with pytest.raises(UserError, match="m on aa: runs at learning rates 0.0003, 0.001, 0.003; pass --tune-lr"):
         ft.at_one_rate(records, tune_lr=False, grid_seed=0)
     with pytest.raises(UserError, match="m at lr 0.003: no seed-0 run of aa"):
         ft.choose_rates([r for r in records if not (r["language"] == "aa" and r["lr"] == 3e-3)], 0, 1e-3, 1.0)
