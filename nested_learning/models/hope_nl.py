@@ -101,7 +101,7 @@ class SelfModifyingTitans(nn.Module):
             raise UserError("model.static contains alpha with model.weight_decay=false: without weight decay there is no alpha to read")
         self.n_heads, self.d_head, self.chunk_size = n_heads, d, chunk_size
         self.momentum, self.eta_max, self.parallel = momentum, eta_max, parallel
-        self.delta = inner_rule == "delta"
+        self.inner_rule = inner_rule
         used = [n for n in MEMORY_NAMES if weight_decay or n != "alpha"]
         self.static = [n for n in used if n in static]
         self.dynamic = [n for n in used if n not in static]  # the memories updated in context, stacked by rows
@@ -173,7 +173,7 @@ class SelfModifyingTitans(nn.Module):
             fixed_c = {n: r[:, t : t + self.chunk_size] for n, r in fixed.items()}
             k, eta, log_alpha, step = self.chunk_inputs(memory, x_c, fixed_c, eta_bias, alpha_bias)
             # gd: the decay W (alpha I - eta k k^T) loses its eta k k^T, as if eta were 0 there
-            decay_eta = eta if self.delta else torch.zeros_like(eta)
+            decay_eta = eta if self.inner_rule == "delta" else torch.zeros_like(eta)
             mem_read, memory, surprise = update(
                 memory, surprise, self.momentum, q_c, k, decay_eta, log_alpha, step, rows=mem_rows, last=i == len(chunks) - 1
             )
