@@ -35,6 +35,7 @@ ROWS = {
     "static=['v']": "w/o inner projection v (static)",
     "chunk_size=1": "chunk 1",
     "chunk_size=4": "chunk 4",
+    "chunk_size=1 inner_rule=gd": "chunk 1 w/o DGD",
 }
 
 

@@ -69,3 +69,17 @@ def test_the_formal_languages_table_is_rebuilt_from_its_archive(tmp_path):
     table = (tmp_path / "formal_table.md").read_text()
     assert table.count("\n| `") == 16  # 8 models x (accuracy row + epochs row): every row archived
     assert table in (REPO / "docs" / "formal_languages.md").read_text()
+
+
+def test_the_parity_ablation_table_is_rebuilt_from_its_archives(tmp_path):
+    """docs/formal_languages.md's Table 6-style ablation is what scripts/ablation_table.py makes of the archives
+    of the Table 5 sweep (the default row), the chunk runs and the ablation runs."""
+    archives = [REPO / "docs" / "results" / name for name in ("formal_languages", "formal_languages_chunks", "formal_languages_ablation")]
+    built = subprocess.run([sys.executable, str(REPO / "scripts" / "ablation_table.py"), *map(str, archives), "--out", str(tmp_path)],
+                           cwd=REPO, capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    table = (tmp_path / "ablation_table.md").read_text()
+    assert table.startswith("| variant |") and table in (REPO / "docs" / "formal_languages.md").read_text()
+    for variant in ("HOPE (chunk 16)", "w/o DGD", "with momentum 0.9", "w/o weight decay", "w/o CMS", "w/o inner projection k",
+                    "w/o inner projection v", "chunk 1", "chunk 4"):
+        assert f"\n| {variant}" in table, variant  # every row of the ablation has archived runs
