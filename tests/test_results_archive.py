@@ -81,5 +81,5 @@ def test_the_parity_ablation_table_is_rebuilt_from_its_archives(tmp_path):
     table = (tmp_path / "ablation_table.md").read_text()
     assert table.startswith("| variant |") and table in (REPO / "docs" / "formal_languages.md").read_text()
     for variant in ("HOPE (chunk 16)", "w/o DGD", "with momentum 0.9", "w/o weight decay", "w/o CMS", "w/o inner projection k",
-                    "w/o inner projection v", "chunk 1", "chunk 4"):
+                    "w/o inner projection v", "chunk 1", "chunk 4", "chunk 1 w/o DGD"):
         assert f"\n| {variant}" in table, variant  # every row of the ablation has archived runs
