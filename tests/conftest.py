@@ -120,8 +120,9 @@ def call_script(name: str, *args) -> subprocess.CompletedProcess:
     path = str(REPO / "scripts" / name)
     argv = [path, *map(str, args)]
     stdout, stderr = io.StringIO(), io.StringIO()
-    saved_argv = sys.argv
+    saved_argv, saved_path = sys.argv, list(sys.path)
     sys.argv = argv
+    sys.path.insert(0, str(REPO / "scripts"))  # as `python scripts/NAME` has it: a script may import its neighbours
     try:
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             try:
@@ -132,7 +133,7 @@ def call_script(name: str, *args) -> subprocess.CompletedProcess:
                     print(exit_.code, file=sys.stderr)
                 code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
     finally:
-        sys.argv = saved_argv
+        sys.argv, sys.path[:] = saved_argv, saved_path
     return subprocess.CompletedProcess(argv, code, stdout.getvalue(), stderr.getvalue())
 
 

@@ -64,6 +64,23 @@ def test_hope_chunk_parallel_equals_token_loop(momentum, chunk_size):
 
 
 @pytest.mark.parametrize("chunk_size", CHUNKS)
+@pytest.mark.parametrize("momentum,switches", [
+    (0.0, dict(inner_rule="gd")), (0.6, dict(inner_rule="gd")), (0.0, dict(weight_decay=False)),
+    (0.0, dict(static=["k"])), (0.6, dict(static=["v", "eta", "alpha"])),
+], ids=["gd", "gd_momentum", "no_decay", "static_k", "static_v_eta_alpha_momentum"])
+def test_hope_ablations_chunk_parallel_equal_token_loop(momentum, switches, chunk_size):
+    """The Table 6 switches (docs/formal_languages.md) in both forms."""
+    torch.manual_seed(0)
+    layer = SelfModifyingTitans(8, 2, chunk_size, 2, momentum, 0.5, **switches).double()
+    with torch.no_grad():
+        for p in layer.initial.values():
+            p.mul_(10)
+        if layer.alpha_bias is not None:
+            layer.alpha_bias.fill_(1.0)
+    assert_forms_agree(layer, _inputs(8))
+
+
+@pytest.mark.parametrize("chunk_size", CHUNKS)
 def test_deltanet_chunk_parallel_equals_token_loop(chunk_size):
     torch.manual_seed(0)
     assert_forms_agree(DeltaRule(8, 2, chunk_size).double(), _inputs(8))

@@ -107,3 +107,16 @@ def test_the_rate_is_chosen_per_family_and_moves_from_the_default_only_by_more_t
         ft.at_one_rate(records, tune_lr=False, grid_seed=0)
     with pytest.raises(UserError, match="m at lr 0.003: no seed-0 run of aa"):
         ft.choose_rates([r for r in records if not (r["language"] == "aa" and r["lr"] == 3e-3)], 0, 1e-3, 1.0)
+
+
+def test_the_parity_ablation_table_is_rebuilt_from_its_archives(tmp_path):
+    """docs/formal_languages.md's Table 6-style ablation is what scripts/ablation_table.py makes of the archives
+    of the Table 5 sweep (the default row), the chunk runs and the ablation runs."""
+    archives = [REPO / "docs" / "results" / name for name in ("formal_languages", "formal_languages_chunks", "formal_languages_ablation")]
+    built = call_script("ablation_table.py", *archives, "--out", tmp_path)
+    assert built.returncode == 0, built.stderr
+    table = (tmp_path / "ablation_table.md").read_text()
+    assert table.startswith("| variant |") and table in (REPO / "docs" / "formal_languages.md").read_text()
+    for variant in ("HOPE (chunk 16)", "w/o DGD", "with momentum 0.9", "w/o weight decay", "w/o CMS", "w/o inner projection k",
+                    "w/o inner projection v", "chunk 1", "chunk 4", "chunk 1 w/o DGD"):
+        assert f"\n| {variant}" in table, variant  # every row of the ablation has archived runs

@@ -24,13 +24,15 @@ def test_one_delta_rule_step_matches_hand_computation():
 
 def _reference_hope(smt: SelfModifyingTitans, x: torch.Tensor) -> torch.Tensor:
     """Eq. 94-96 literally, memory by memory and token by token: keys, values, rates and gradients at
-    the chunk's start state (Eq. 90), the output from the memory after the token's own update."""
+    the chunk's start state (Eq. 90), the output from the memory after the token's own update. The
+    ablation switches as written: gd drops eta k k^T from the decay, no weight decay sets alpha = 1,
+    a static memory stays at its W_0."""
     B, T, D = x.shape
     H, d, C = smt.n_heads, smt.d_head, smt.chunk_size
     xc = smt.conv(x)
     q = F.normalize(split_heads(smt.w_q(xc), H), dim=-1)
     xs = split_heads(xc, H)
-    W = {n: smt.initial[n].repeat(B, 1, 1) for n in MEMORY_NAMES}  # (B H, rows, d)
+    W = {n: smt.initial[n].repeat(B, 1, 1) for n in smt.initial}  # (B H, rows, d)
     S = {n: torch.zeros_like(w) for n, w in W.items()}
 
     def M(name, weights, z):  # M(z) = z + W z for the square memories, W z for eta and alpha
@@ -44,9 +46,11 @@ def _reference_hope(smt: SelfModifyingTitans, x: torch.Tensor) -> torch.Tensor:
         k = F.normalize(M("k", start["k"], x_t), dim=-1)
         v = F.normalize(M("v", start["v"], x_t), dim=-1)
         eta = smt.eta_max * torch.sigmoid(M("eta", start["eta"], x_t)[:, 0] + smt.eta_bias.repeat(B))
-        alpha = torch.sigmoid(M("alpha", start["alpha"], x_t)[:, 0] + smt.alpha_bias.repeat(B))
-        decay = alpha[:, None, None] * torch.eye(d) - eta[:, None, None] * torch.einsum("ni,nj->nij", k, k)
-        for n in MEMORY_NAMES:
+        alpha = torch.ones_like(eta) if smt.alpha_bias is None else torch.sigmoid(M("alpha", start["alpha"], x_t)[:, 0] + smt.alpha_bias.repeat(B))
+        decay = alpha[:, None, None] * torch.eye(d) - (smt.inner_rule == "delta") * eta[:, None, None] * torch.einsum("ni,nj->nij", k, k)
+        for n in smt.initial:
+            if n in smt.static:
+                continue
             vhat = M(n, start[n], v)  # the memory's own value for v_t (Eq. 95)
             grad = torch.einsum("nr,nd->nrd", M(n, start[n], k) - vhat, k)
             S[n] = smt.momentum * S[n] - eta[:, None, None] * grad
@@ -55,17 +59,78 @@ def _reference_hope(smt: SelfModifyingTitans, x: torch.Tensor) -> torch.Tensor:
     return merge_heads(torch.stack(out, dim=1), B)
 
 
+SWITCHES = [{}, dict(inner_rule="gd"), dict(weight_decay=False), dict(static=["k"]), dict(static=["v", "eta", "alpha"])]
+
+
+@pytest.mark.parametrize("switches", SWITCHES, ids=["default", "gd", "no_decay", "static_k", "static_v_eta_alpha"])
 @pytest.mark.parametrize("parallel", [True, False])
 @pytest.mark.parametrize("chunk_size,momentum", [(1, 0.0), (1, 0.9), (3, 0.0), (3, 0.5)])
-def test_self_modifying_titans_matches_token_by_token_reference(chunk_size, momentum, parallel):
+def test_self_modifying_titans_matches_token_by_token_reference(chunk_size, momentum, parallel, switches):
     torch.manual_seed(0)
-    smt = SelfModifyingTitans(8, 2, chunk_size, 2, momentum, 0.5, parallel)
+    smt = SelfModifyingTitans(8, 2, chunk_size, 2, momentum, 0.5, parallel, **switches)
     with torch.no_grad():
         for p in smt.initial.values():
             p.mul_(10)  # memories far from the identity, so every term of the update matters
     x = torch.randn(3, 7, 8)
     with torch.no_grad():
         torch.testing.assert_close(smt(x), _reference_hope(smt, x))
+
+
+def _one_token(smt: SelfModifyingTitans, x: torch.Tensor):
+    """q, k and eta of a one-token input (B, 1, D) at the initial state, per head: (N, d), (N, d), (N,)."""
+    xc = smt.conv(x)
+    q = F.normalize(split_heads(smt.w_q(xc), smt.n_heads), dim=-1)[:, 0]
+    k, eta, _, _ = smt.chunk_inputs(smt.initial_state(x.shape[0]), split_heads(xc, smt.n_heads), {}, smt.eta_bias.repeat(x.shape[0]), smt.alpha_bias.repeat(x.shape[0]))
+    return q, k[:, 0], eta[:, 0]
+
+
+def test_gd_drops_the_dgd_term_on_one_step():
+    """One token: DGD's W_1 = W_0 (alpha I - eta k k^T) + g k^T, gd's W_1 = alpha W_0 + g k^T, so the
+    outputs o = q + W_1 q differ by exactly -eta (W_0 k)(k . q), the DGD term, in the mem memory."""
+    torch.manual_seed(0)
+    dgd = SelfModifyingTitans(8, 2, 1, 2, 0.0, 0.5).double()
+    gd = SelfModifyingTitans(8, 2, 1, 2, 0.0, 0.5, inner_rule="gd").double()
+    gd.load_state_dict(dgd.state_dict())  # the same parameters: the switch adds none
+    with torch.no_grad():
+        dgd.initial["mem"].mul_(10)
+        gd.initial["mem"].mul_(10)
+        x = torch.randn(3, 1, 8, dtype=torch.float64)
+        q, k, eta = _one_token(dgd, x)
+        w_mem = dgd.initial_state(3)[:, 2 * 4 : 3 * 4]  # W_mem,0 per head, (N, d, d)
+        term = -eta[:, None] * (w_mem @ k.unsqueeze(-1)).squeeze(-1) * (k * q).sum(-1, keepdim=True)  # (N, d)
+        torch.testing.assert_close(dgd(x) - gd(x), merge_heads(term.unsqueeze(1), 3), rtol=0, atol=1e-12)
+        assert term.abs().max() > 1e-3  # the term is not negligible here
+
+
+def test_without_weight_decay_alpha_is_exactly_one():
+    torch.manual_seed(0)
+    smt = SelfModifyingTitans(8, 2, 4, 2, 0.0, 0.5, weight_decay=False)
+    assert "alpha" not in smt.initial and smt.alpha_bias is None and smt.dynamic == ["k", "v", "mem", "eta"]
+    memory = torch.randn(6, 3 * 4 + 1, 4)  # any state: alpha never reads it
+    _, _, log_alpha, _ = smt.chunk_inputs(memory, torch.randn(6, 5, 4), {}, torch.zeros(6), None)
+    assert torch.equal(log_alpha, torch.zeros(6, 5))
+
+
+@pytest.mark.parametrize("name", ["k", "v"])
+def test_a_static_projection_never_reads_the_in_context_state(name):
+    """static=[k]: k_t = normalize(x_t + W_k,0 x_t) whatever the state, and the state holds no k rows;
+    static=[v]: no v rows either, so the v memory cannot change along the sequence."""
+    torch.manual_seed(0)
+    smt = SelfModifyingTitans(8, 2, 4, 2, 0.0, 0.5, static=[name])
+    assert smt.dynamic == [n for n in MEMORY_NAMES if n != name] and smt.initial_state(3).shape == (6, 2 * 4 + 2, 4)
+    x = torch.randn(6, 5, 4)
+    with torch.no_grad():
+        fixed = smt.by_name([name], smt.read([name], smt.stacked([name], 3), x))
+        torch.testing.assert_close(fixed[name], x + x @ smt.initial[name].repeat(3, 1, 1).transpose(1, 2))
+        bias = smt.eta_bias.repeat(3), smt.alpha_bias.repeat(3)
+        first, second = (smt.chunk_inputs(torch.randn(6, 2 * 4 + 2, 4), x, fixed, *bias) for _ in range(2))  # unrelated states
+        if name == "k":
+            torch.testing.assert_close(first[0], F.normalize(fixed["k"], dim=-1))
+            torch.testing.assert_close(second[0], first[0])
+        assert not torch.allclose(first[1], second[1])  # eta still comes from the in-context memory
+        default = SelfModifyingTitans(8, 2, 4, 2, 0.0, 0.5)
+        default.load_state_dict(smt.state_dict())
+        assert not torch.allclose(default(x.view(3, 5, 8)), smt(x.view(3, 5, 8)))  # the switch changes the outputs
 
 
 def _reference_titans(layer: NeuralMemory, x: torch.Tensor) -> torch.Tensor:
@@ -174,6 +239,10 @@ def test_titans_initial_theta_does_not_depend_on_the_chunk_size():
     (lambda: HopeNLLM(12, 9, n_heads=3), r"model.n_heads=3: must be >= 1 and divide model.d_model=64"),
     (lambda: HopeNLLM(12, 9, momentum=1.0), r"model.momentum=1.0: must lie in \[0, 1\)"),
     (lambda: HopeNLLM(12, 9, conv_width=0), r"model.conv_width=0: must be an integer >= 1"),
+    (lambda: HopeNLLM(12, 9, inner_rule="sgd"), r"model.inner_rule='sgd': must be one of delta, gd"),
+    (lambda: HopeNLLM(12, 9, static=["mem"]), r"model.static=\['mem'\]: must list distinct names among k, v, eta, alpha"),
+    (lambda: HopeNLLM(12, 9, static=["k", "k"]), r"model.static=\['k', 'k'\]: must list distinct"),
+    (lambda: HopeNLLM(12, 9, weight_decay=False, static=["alpha"]), r"model.static contains alpha with model.weight_decay=false"),
 ])
 def test_bad_memory_options_name_the_field(make, message):
     with pytest.raises(UserError, match=message):

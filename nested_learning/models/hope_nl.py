@@ -58,13 +58,32 @@ from nested_learning.models.mixer_stack import CausalConv1d, MixerCMSLM, check_c
 from nested_learning.models.titans import merge_heads, split_heads
 
 MEMORY_NAMES = ("k", "v", "mem", "eta", "alpha")
+STATIC_NAMES = ("k", "v", "eta", "alpha")  # mem is the memory the output reads: never static
+INNER_RULES = ("delta", "gd")  # DGD (Eq. 93) | plain gradient descent
 
 
 class SelfModifyingTitans(nn.Module):
-    """Eq. 94-96 (chunk-wise, Eq. 90) as a token mixer: (B, T, D) -> (B, T, D)."""
+    """Eq. 94-96 (chunk-wise, Eq. 90) as a token mixer: (B, T, D) -> (B, T, D).
+
+    The ablation switches of NL Table 6 (docs/formal_languages.md, "Table 6-style ablation"):
+    inner_rule "gd" drops the DGD term -eta_t W k_t k_t^T, leaving W_t = alpha_t W_{t-1} - eta_t grad;
+    weight_decay=False fixes alpha_t = 1 (no alpha memory); `static` names the memories among k, v,
+    eta, alpha that are fixed learned projections, their W_box,0, never updated in context ("transfer
+    the projections [...] to the lowest-frequency level", §9.6).
+    """
 
     def __init__(
-        self, d_model: int, n_heads: int, chunk_size: int, conv_width: int, momentum: float, eta_max: float, parallel: bool = True
+        self,
+        d_model: int,
+        n_heads: int,
+        chunk_size: int,
+        conv_width: int,
+        momentum: float,
+        eta_max: float,
+        parallel: bool = True,
+        inner_rule: str = "delta",
+        weight_decay: bool = True,
+        static: Sequence[str] = (),
     ):
         super().__init__()
         d = check_heads(d_model, n_heads)
@@ -73,50 +92,90 @@ class SelfModifyingTitans(nn.Module):
             raise UserError(f"model.momentum={momentum}: must lie in [0, 1) (0 = no momentum)")
         if not 0.0 < eta_max <= 1.0:
             raise UserError(f"model.eta_max={eta_max}: must lie in (0, 1]")
+        if inner_rule not in INNER_RULES:
+            raise UserError(f"model.inner_rule={inner_rule!r}: must be one of {', '.join(INNER_RULES)}")
+        static = list(static)
+        if not set(static) <= set(STATIC_NAMES) or len(set(static)) != len(static):
+            raise UserError(f"model.static={static}: must list distinct names among {', '.join(STATIC_NAMES)}")
+        if not weight_decay and "alpha" in static:
+            raise UserError("model.static contains alpha with model.weight_decay=false: without weight decay there is no alpha to read")
         self.n_heads, self.d_head, self.chunk_size = n_heads, d, chunk_size
         self.momentum, self.eta_max, self.parallel = momentum, eta_max, parallel
+        self.inner_rule = inner_rule
+        used = [n for n in MEMORY_NAMES if weight_decay or n != "alpha"]
+        self.static = [n for n in used if n in static]
+        self.dynamic = [n for n in used if n not in static]  # the memories updated in context, stacked by rows
         self.conv = CausalConv1d(d_model, conv_width)
         self.w_q = nn.Linear(d_model, d_model, bias=False)
-        # Initial states W_box,0 (per head), learned across sequences by the outer optimizer.
-        rows = {"k": d, "v": d, "mem": d, "eta": 1, "alpha": 1}
+        # Initial states W_box,0 (per head), learned across sequences by the outer optimizer; a static
+        # memory keeps its W_box,0 along the sequence.
+        self.rows = {"k": d, "v": d, "mem": d, "eta": 1, "alpha": 1}
         self.initial = nn.ParameterDict(
-            {n: nn.Parameter(0.1 * torch.randn(n_heads, rows[n], d) / math.sqrt(d)) for n in MEMORY_NAMES}
+            {n: nn.Parameter(0.1 * torch.randn(n_heads, self.rows[n], d) / math.sqrt(d)) for n in used}
         )
         self.eta_bias = nn.Parameter(torch.zeros(n_heads))
-        self.alpha_bias = nn.Parameter(torch.full((n_heads,), 4.0))  # start remembering: alpha ~ 0.98
+        # start remembering: alpha ~ 0.98
+        self.alpha_bias = nn.Parameter(torch.full((n_heads,), 4.0)) if weight_decay else None
 
-    def initial_state(self, batch: int) -> torch.Tensor:
-        """The five memories' weights stacked by rows, (B H, R = 3d + 2, d)."""
-        stacked = torch.cat([self.initial[n] for n in MEMORY_NAMES], dim=1)  # (H, R, d)
+    def stacked(self, names: Sequence[str], batch: int) -> torch.Tensor:
+        """The named memories' initial weights stacked by rows, (B H, R, d)."""
+        stacked = torch.cat([self.initial[n] for n in names], dim=1)  # (H, R, d)
         return stacked.expand(batch, *stacked.shape).reshape(batch * self.n_heads, *stacked.shape[1:])
 
-    @staticmethod
-    def read(memory: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """Every memory applied to z: (N, C, d) -> (N, C, R), with M(z) = z + W z for k, v and mem."""
-        return z @ memory.transpose(1, 2) + torch.cat([z, z, z, z.new_zeros(*z.shape[:-1], 2)], dim=-1)
+    def initial_state(self, batch: int) -> torch.Tensor:
+        """The in-context memories' weights stacked by rows (default: k | v | mem | eta | alpha), (B H, R, d)."""
+        return self.stacked(self.dynamic, batch)
+
+    def read(self, names: Sequence[str], memory: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """The named memories, stacked by rows in `memory`, applied to z: (N, C, d) -> (N, C, R), with
+        M(z) = z + W z for k, v and mem, W z for eta and alpha."""
+        identity = [z if self.rows[n] > 1 else z.new_zeros(*z.shape[:-1], 1) for n in names]
+        return z @ memory.transpose(1, 2) + torch.cat(identity, dim=-1)
+
+    def by_name(self, names: Sequence[str], reads: torch.Tensor) -> dict[str, torch.Tensor]:
+        """(N, C, R) stacked reads -> {name: (N, C, rows)}."""
+        return dict(zip(names, reads.split([self.rows[n] for n in names], dim=-1)))
+
+    def chunk_inputs(self, memory: torch.Tensor, x: torch.Tensor, fixed_reads: dict[str, torch.Tensor], eta_bias, alpha_bias):
+        """A chunk's keys, rates and inner steps, all at the chunk's start state `memory` (Eq. 90).
+
+        x (N, C, d); fixed_reads: the static memories' reads of x; alpha_bias None: no weight decay.
+        Returns k (N, C, d), eta and log alpha (N, C), and the step -eta_t grad of every in-context
+        memory, (N, C, R).
+        """
+        reads = {**self.by_name(self.dynamic, self.read(self.dynamic, memory, x)), **fixed_reads}
+        k = F.normalize(reads["k"], dim=-1)
+        v = F.normalize(reads["v"], dim=-1)
+        eta = self.eta_max * torch.sigmoid(reads["eta"][..., 0] + eta_bias[:, None])  # (N, C)
+        if alpha_bias is None:
+            log_alpha = torch.zeros_like(eta)  # alpha_t = 1
+        else:
+            log_alpha = F.logsigmoid(reads["alpha"][..., 0] + alpha_bias[:, None])  # log alpha_t, (N, C)
+        error = self.read(self.dynamic, memory, k - v)  # M_box,c(k_t) - vhat_box,t with vhat = M_box,c(v_t), (N, C, R)
+        return k, eta, log_alpha, -eta.unsqueeze(-1) * error  # the last: -eta_t grad, (N, C, R)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B = x.shape[0]
-        d = self.d_head
         x = self.conv(x)
         q = F.normalize(split_heads(self.w_q(x), self.n_heads), dim=-1)  # (N, T, d)
         x = split_heads(x, self.n_heads)  # (N, T, d)
-        eta_bias, alpha_bias = self.eta_bias.repeat(B), self.alpha_bias.repeat(B)  # (N,), head-minor like N
+        eta_bias = self.eta_bias.repeat(B)  # (N,), head-minor like N
+        alpha_bias = None if self.alpha_bias is None else self.alpha_bias.repeat(B)
         memory = self.initial_state(B)  # (N, R, d)
+        fixed = self.by_name(self.static, self.read(self.static, self.stacked(self.static, B), x)) if self.static else {}
+        mem_rows = slice(self.dynamic.index("mem") * self.d_head, (self.dynamic.index("mem") + 1) * self.d_head)
         surprise = torch.zeros_like(memory) if self.momentum else None
         update = delta_chunk if self.parallel else delta_tokens
         out = []
         chunks = list(zip(x.split(self.chunk_size, dim=1), q.split(self.chunk_size, dim=1)))  # split: one backward op
-        for i, (x_c, q_c) in enumerate(chunks):
-            reads = self.read(memory, x_c)  # every memory reads x_t at the chunk's state, (N, C, R)
-            k = F.normalize(reads[..., :d], dim=-1)
-            v = F.normalize(reads[..., d : 2 * d], dim=-1)
-            eta = self.eta_max * torch.sigmoid(reads[..., 3 * d] + eta_bias[:, None])  # (N, C)
-            log_alpha = F.logsigmoid(reads[..., 3 * d + 1] + alpha_bias[:, None])  # log alpha_t, (N, C)
-            error = self.read(memory, k - v)  # M_box,c(k_t) - vhat_box,t with vhat = M_box,c(v_t), (N, C, R)
-            step = -eta.unsqueeze(-1) * error  # -eta_t grad, (N, C, R)
+        starts = range(0, x.shape[1], self.chunk_size)
+        for i, ((x_c, q_c), t) in enumerate(zip(chunks, starts)):
+            fixed_c = {n: r[:, t : t + self.chunk_size] for n, r in fixed.items()}
+            k, eta, log_alpha, step = self.chunk_inputs(memory, x_c, fixed_c, eta_bias, alpha_bias)
+            # gd: the decay W (alpha I - eta k k^T) loses its eta k k^T, as if eta were 0 there
+            decay_eta = eta if self.inner_rule == "delta" else torch.zeros_like(eta)
             mem_read, memory, surprise = update(
-                memory, surprise, self.momentum, q_c, k, eta, log_alpha, step, rows=slice(2 * d, 3 * d), last=i == len(chunks) - 1
+                memory, surprise, self.momentum, q_c, k, decay_eta, log_alpha, step, rows=mem_rows, last=i == len(chunks) - 1
             )
             out.append(q_c + mem_read)  # o_t = M_mem,t(q_t) = q_t + W_mem,t q_t, (N, C, d)
         return merge_heads(torch.cat(out, dim=1), B)
@@ -136,6 +195,9 @@ class HopeNLLM(MixerCMSLM):
         momentum: float = 0.0,
         eta_max: float = 0.5,
         parallel: bool = True,
+        inner_rule: str = "delta",
+        weight_decay: bool = True,
+        static: Sequence[str] = (),
         d_ff: int = 128,
         n_layers: int = 2,
         periods: Sequence[int] = (1, 3, 6),
@@ -151,7 +213,10 @@ class HopeNLLM(MixerCMSLM):
             vocab_size,
             d_model,
             n_layers,
-            make_mixer=partial(SelfModifyingTitans, d_model, n_heads, chunk_size, conv_width, momentum, eta_max, parallel),
+            make_mixer=partial(
+                SelfModifyingTitans, d_model, n_heads, chunk_size, conv_width, momentum, eta_max, parallel,
+                inner_rule=inner_rule, weight_decay=weight_decay, static=static,
+            ),
             make_cms=partial(CMS, d_model, d_ff, periods, level_lrs, cms_variant, dropout, cms_clock, cms_state, cms_inner_lr),
             dropout=dropout,
         )

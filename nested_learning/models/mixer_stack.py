@@ -107,11 +107,13 @@ def check_chunk(chunk_size: int) -> None:
 
 
 def warn_if_one_chunk(chunk_size: int, max_len: int) -> None:
-    """Every position of a chunk reads the memory as the chunk found it (Titans §3.2, NL Eq. 90), so a
-    chunk that holds a whole input sequence leaves every in-context update unread: say so."""
+    """Every write of a chunk takes its gradient at the state the chunk started from (Titans §3.2, NL Eq. 90),
+    so a chunk that holds a whole input sequence turns the recurrence into a sum of writes that all saw the
+    initial memory (positions still read those writes, TTT's dual form): say so."""
     positions = max_len - 1  # the inputs: every token of a sequence but its last (data/vocab.py)
     if chunk_size >= positions:
         log.warning(
-            "model.chunk_size=%d holds every sequence of this task whole (inputs of at most %d tokens): no position "
-            "reads the memory its sequence updated, so it does not learn in context; give model.chunk_size=1 (token "
+            "model.chunk_size=%d holds every sequence of this task whole (inputs of at most %d tokens): every write "
+            "takes its gradient at the sequence's initial memory, so the memory sums writes instead of following its "
+            "recurrence; give model.chunk_size=1 (token "
             "by token) or another below %d", chunk_size, positions, positions)
