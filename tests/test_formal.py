@@ -201,7 +201,8 @@ def test_formal_table_lays_out_bins_by_model_and_language_beside_the_paper(tmp_p
     def job(i, model, language, seed, bin0, bin1):
         run = {"model": model, "seed": seed, "status": "complete", "epochs_taken": [3 + seed],
                "overrides": [f"model={model}", f"task.language={language}", f"seed={seed}"],
-               "config": {"task": {"_target_": "nested_learning.data.formal.formal_tasks", "language": language}},
+               "config": {"task": {"_target_": "nested_learning.data.formal.formal_tasks", "language": language},
+                          "optimizer": {"lr": 1e-3}},
                "accuracy_matrices": {"bin0": {"sequence": [[bin0]], "token": [[1.0]]},
                                      "bin1": {"sequence": [[bin1]], "token": [[1.0]]}}}
         (tmp_path / f"{i}_job").mkdir()

@@ -151,7 +151,7 @@ def test_every_readme_command_runs_after_activating_the_venv(tmp_path):
         print(f"{time.time() - started:5.1f} s  {' '.join(words)}")
         assert out.returncode == 0, f"{command}\n-> {' '.join(words)}\n{out.stderr[-3000:]}"
         ran.append(command)
-    assert len(ran) + len(covered) >= 15, ran  # the README's examples, not a parse that found nothing
+    assert len(ran) + len(covered) >= 12, ran  # the README's examples, not a parse that found nothing
 
 
 def test_every_command_skipped_by_name_is_in_the_docs_and_names_a_test_that_exists():
