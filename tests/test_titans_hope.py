@@ -80,7 +80,8 @@ def _one_token(smt: SelfModifyingTitans, x: torch.Tensor):
     """q, k and eta of a one-token input (B, 1, D) at the initial state, per head: (N, d), (N, d), (N,)."""
     xc = smt.conv(x)
     q = F.normalize(split_heads(smt.w_q(xc), smt.n_heads), dim=-1)[:, 0]
-    k, eta, _, _ = smt.chunk_inputs(smt.initial_state(x.shape[0]), split_heads(xc, smt.n_heads), {}, smt.eta_bias.repeat(x.shape[0]), smt.alpha_bias.repeat(x.shape[0]))
+    memory = smt.initial_state(x.shape[0]) + smt.residual(smt.dynamic)  # W_0 + E: the memories' maps
+    k, eta, _, _ = smt.chunk_inputs(memory, split_heads(xc, smt.n_heads), {}, smt.eta_bias.repeat(x.shape[0]), smt.alpha_bias.repeat(x.shape[0]))
     return q, k[:, 0], eta[:, 0]
 
 
@@ -120,7 +121,7 @@ def test_a_static_projection_never_reads_the_in_context_state(name):
     assert smt.dynamic == [n for n in MEMORY_NAMES if n != name] and smt.initial_state(3).shape == (6, 2 * 4 + 2, 4)
     x = torch.randn(6, 5, 4)
     with torch.no_grad():
-        fixed = smt.by_name([name], smt.read([name], smt.stacked([name], 3), x))
+        fixed = smt.static_reads(x)
         torch.testing.assert_close(fixed[name], x + x @ smt.initial[name].repeat(3, 1, 1).transpose(1, 2))
         bias = smt.eta_bias.repeat(3), smt.alpha_bias.repeat(3)
         first, second = (smt.chunk_inputs(torch.randn(6, 2 * 4 + 2, 4), x, fixed, *bias) for _ in range(2))  # unrelated states

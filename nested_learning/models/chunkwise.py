@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 
 def per_sample(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -28,17 +29,13 @@ def per_sample(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return value.view(-1, *([1] * (like.dim() - 1)))
 
 
-def decay_matrix(log_gate: torch.Tensor, strict: bool = False) -> torch.Tensor:
-    """(..., C) log-gates -> (..., C, C) with entry [t, i] = prod_{i<s<=t} a_s for i <= t, else 0.
-
-    strict: entry [t, i] = prod_{i<s<t} a_s for i < t (the decay up to just before token t), else 0.
-    """
+def decay_matrix(log_gate: torch.Tensor) -> torch.Tensor:
+    """(..., C) log-gates -> (..., C, C) with entry [t, i] = prod_{i<s<=t} a_s for i <= t, else 0."""
     C = log_gate.shape[-1]
     total = log_gate.cumsum(-1)
-    until = total - log_gate if strict else total  # log prod_{s<t} or log prod_{s<=t}
-    keep = torch.ones(C, C, dtype=torch.bool, device=log_gate.device).tril(-1 if strict else 0)
+    keep = torch.ones(C, C, dtype=torch.bool, device=log_gate.device).tril()
     # Mask before exp: above the diagonal the differences are positive and may overflow.
-    return (until[..., :, None] - total[..., None, :]).masked_fill(~keep, float("-inf")).exp()
+    return (total[..., :, None] - total[..., None, :]).masked_fill(~keep, float("-inf")).exp()
 
 
 def dgd_step(
@@ -91,15 +88,18 @@ def delta_chunk(memory, surprise, momentum, q, k, eta, log_alpha, step, rows=sli
     products over the chunk. last: skip the end state, which nothing reads after the last chunk.
     """
     total = log_alpha.cumsum(-1)  # log gamma_t, (N, C)
-    before = decay_matrix(log_alpha, strict=True)  # [t, i] = gamma_{t-1} / gamma_i for i < t, (N, C, C)
+    gamma = total.exp()  # gamma_t, (N, C)
+    gamma_before = F.pad(gamma[:, :-1], (1, 0), value=1.0)  # gamma_{t-1}, (N, C)
     upto = decay_matrix(log_alpha)  # [t, i] = gamma_t / gamma_i for i <= t, (N, C, C)
+    before = F.pad(upto[:, :-1], (0, 0, 1, 0))  # its rows moved down one: [t, i] = gamma_{t-1} / gamma_i for i < t
     keys, queries = k @ k.transpose(1, 2), q @ k.transpose(1, 2)  # k_t . k_i and q_t . k_i, (N, C, C)
     decayed_keys, decayed_queries = before * keys, upto * queries  # times gamma_{t-1} / gamma_i and gamma_t / gamma_i
-    rhs = (total - log_alpha).exp().unsqueeze(-1) * (k @ memory.transpose(1, 2))  # gamma_{t-1} W_0 k_t, (N, C, R)
-    out = total.exp().unsqueeze(-1) * (q @ memory[:, rows].transpose(1, 2))  # gamma_t W_0 q_t, (N, C, R')
+    # The gates scale the (N, C, d) keys and queries rather than the wider (N, C, R) products.
+    rhs = (gamma_before.unsqueeze(-1) * k) @ memory.transpose(1, 2)  # gamma_{t-1} W_0 k_t, (N, C, R)
+    out = (gamma.unsqueeze(-1) * q) @ memory[:, rows].transpose(1, 2)  # gamma_t W_0 q_t, (N, C, R')
     to_end = upto[:, -1]  # gamma_C / gamma_i, (N, C)
     if surprise is None:
-        rhs = rhs + decayed_keys @ step
+        rhs = torch.baddbmm(rhs, decayed_keys, step)
     else:
         log_beta = log_alpha.new_full(log_alpha.shape[-1:], math.log(momentum))
         lag = decay_matrix(log_beta)  # [i, j] = beta^(i - j), (C, C)
@@ -112,12 +112,12 @@ def delta_chunk(memory, surprise, momentum, q, k, eta, log_alpha, step, rows=sli
         out = out + decayed_queries @ u[..., rows]
         if last:  # nothing reads the state after the last token
             return out, memory, surprise
-        return out, per_sample(total[:, -1].exp(), memory) * memory + (to_end.unsqueeze(-1) * u).transpose(1, 2) @ k, None
+        return out, per_sample(gamma[:, -1], memory) * memory + u.transpose(1, 2) @ (to_end.unsqueeze(-1) * k), None
     written = upto @ lag  # weight of g_j k_j^T in W_t, (N, C, C)
     out = out + (written * queries) @ step[..., rows] - (decayed_queries * eta.unsqueeze(1)) @ w[..., rows]
     if last:
         return out, memory, surprise
     added = (written[:, -1].unsqueeze(-1) * step - (eta * to_end).unsqueeze(-1) * w).transpose(1, 2) @ k  # (N, R, d)
-    new_memory = per_sample(total[:, -1].exp(), memory) * memory + added + per_sample(to_end @ powers, surprise) * surprise
+    new_memory = per_sample(gamma[:, -1], memory) * memory + added + per_sample(to_end @ powers, surprise) * surprise
     surprise = powers[-1] * surprise + (lag[-1].unsqueeze(-1) * step).transpose(1, 2) @ k
     return out, new_memory, surprise

@@ -126,24 +126,32 @@ class SelfModifyingTitans(nn.Module):
         """The in-context memories' weights stacked by rows (default: k | v | mem | eta | alpha), (B H, R, d)."""
         return self.stacked(self.dynamic, batch)
 
-    def read(self, names: Sequence[str], memory: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """The named memories, stacked by rows in `memory`, applied to z: (N, C, d) -> (N, C, R), with
-        M(z) = z + W z for k, v and mem, W z for eta and alpha."""
-        identity = [z if self.rows[n] > 1 else z.new_zeros(*z.shape[:-1], 1) for n in names]
-        return z @ memory.transpose(1, 2) + torch.cat(identity, dim=-1)
+    def residual(self, names: Sequence[str]) -> torch.Tensor:
+        """The stacked memories' residual parts as a matrix E, so that M(z) = (W + E) z: (R, d), the
+        identity in the rows of k, v and mem, zeros in those of eta and alpha."""
+        eye = torch.eye(self.d_head, dtype=self.eta_bias.dtype, device=self.eta_bias.device)
+        return torch.cat([eye if self.rows[n] > 1 else torch.zeros_like(eye[:1]) for n in names])
 
     def by_name(self, names: Sequence[str], reads: torch.Tensor) -> dict[str, torch.Tensor]:
         """(N, C, R) stacked reads -> {name: (N, C, rows)}."""
         return dict(zip(names, reads.split([self.rows[n] for n in names], dim=-1)))
 
+    def static_reads(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The static memories M(x) = (W_0 + E) x over the whole sequence: x (N, T, d) -> {name: (N, T, rows)}."""
+        if not self.static:
+            return {}
+        maps = self.stacked(self.static, x.shape[0] // self.n_heads) + self.residual(self.static)  # (N, R, d)
+        return self.by_name(self.static, x @ maps.transpose(1, 2))
+
     def chunk_inputs(self, memory: torch.Tensor, x: torch.Tensor, fixed_reads: dict[str, torch.Tensor], eta_bias, alpha_bias):
-        """A chunk's keys, rates and inner steps, all at the chunk's start state `memory` (Eq. 90).
+        """A chunk's keys, rates and inner steps, all at the chunk's start state (Eq. 90), whose
+        memories M(z) = (W + E) z are `memory` = W + E (N, R, d): one product reads all of them.
 
         x (N, C, d); fixed_reads: the static memories' reads of x; alpha_bias None: no weight decay.
         Returns k (N, C, d), eta and log alpha (N, C), and the step -eta_t grad of every in-context
         memory, (N, C, R).
         """
-        reads = {**self.by_name(self.dynamic, self.read(self.dynamic, memory, x)), **fixed_reads}
+        reads = {**self.by_name(self.dynamic, x @ memory.transpose(1, 2)), **fixed_reads}
         k = F.normalize(reads["k"], dim=-1)
         v = F.normalize(reads["v"], dim=-1)
         eta = self.eta_max * torch.sigmoid(reads["eta"][..., 0] + eta_bias[:, None])  # (N, C)
@@ -151,8 +159,9 @@ class SelfModifyingTitans(nn.Module):
             log_alpha = torch.zeros_like(eta)  # alpha_t = 1
         else:
             log_alpha = F.logsigmoid(reads["alpha"][..., 0] + alpha_bias[:, None])  # log alpha_t, (N, C)
-        error = self.read(self.dynamic, memory, k - v)  # M_box,c(k_t) - vhat_box,t with vhat = M_box,c(v_t), (N, C, R)
-        return k, eta, log_alpha, -eta.unsqueeze(-1) * error  # the last: -eta_t grad, (N, C, R)
+        # -eta_t grad = -eta_t (M_box,c(k_t) - vhat_box,t) with vhat = M_box,c(v_t): the rate scales k - v, (N, C, d)
+        step = (-eta.unsqueeze(-1) * (k - v)) @ memory.transpose(1, 2)  # (N, C, R)
+        return k, eta, log_alpha, step
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B = x.shape[0]
@@ -162,7 +171,8 @@ class SelfModifyingTitans(nn.Module):
         eta_bias = self.eta_bias.repeat(B)  # (N,), head-minor like N
         alpha_bias = None if self.alpha_bias is None else self.alpha_bias.repeat(B)
         memory = self.initial_state(B)  # (N, R, d)
-        fixed = self.by_name(self.static, self.read(self.static, self.stacked(self.static, B), x)) if self.static else {}
+        fixed = self.static_reads(x)
+        residual = self.residual(self.dynamic)  # E, (R, d)
         mem_rows = slice(self.dynamic.index("mem") * self.d_head, (self.dynamic.index("mem") + 1) * self.d_head)
         surprise = torch.zeros_like(memory) if self.momentum else None
         update = delta_chunk if self.parallel else delta_tokens
@@ -171,14 +181,14 @@ class SelfModifyingTitans(nn.Module):
         starts = range(0, x.shape[1], self.chunk_size)
         for i, ((x_c, q_c), t) in enumerate(zip(chunks, starts)):
             fixed_c = {n: r[:, t : t + self.chunk_size] for n, r in fixed.items()}
-            k, eta, log_alpha, step = self.chunk_inputs(memory, x_c, fixed_c, eta_bias, alpha_bias)
+            k, eta, log_alpha, step = self.chunk_inputs(memory + residual, x_c, fixed_c, eta_bias, alpha_bias)
             # gd: the decay W (alpha I - eta k k^T) loses its eta k k^T, as if eta were 0 there
             decay_eta = eta if self.inner_rule == "delta" else torch.zeros_like(eta)
             mem_read, memory, surprise = update(
                 memory, surprise, self.momentum, q_c, k, decay_eta, log_alpha, step, rows=mem_rows, last=i == len(chunks) - 1
             )
-            out.append(q_c + mem_read)  # o_t = M_mem,t(q_t) = q_t + W_mem,t q_t, (N, C, d)
-        return merge_heads(torch.cat(out, dim=1), B)
+            out.append(mem_read)  # W_mem,t q_t, (N, C, d)
+        return merge_heads(q + torch.cat(out, dim=1), B)  # o_t = M_mem,t(q_t) = q_t + W_mem,t q_t, (B, T, D)
 
 
 class HopeNLLM(MixerCMSLM):
