@@ -120,3 +120,34 @@ def test_the_parity_ablation_table_is_rebuilt_from_its_archives(tmp_path):
     for variant in ("HOPE (chunk 16)", "w/o DGD", "with momentum 0.9", "w/o weight decay", "w/o CMS", "w/o inner projection k",
                     "w/o inner projection v", "chunk 1", "chunk 4", "chunk 1 w/o DGD"):
         assert f"\n| {variant}" in table, variant  # every row of the ablation has archived runs
+
+
+def _text_run(model: str, strategy: str, seed: int, diagonal: list[float], final: list[float], cell: str | None = None) -> dict:
+    """A finished two-domain language-modelling run: R's diagonal and last row as given."""
+    matrix = [[diagonal[0], 0.0], final]
+    matrix[1][1] = diagonal[1]
+    return {"status": "complete", "model": model, "seed": seed, "strategy": {"name": strategy}, "tasks": ["a", "b"],
+            "overrides": [f"model={model}", f"strategy={strategy}", f"seed={seed}"], "config": {"model": {"cell": cell}},
+            "accuracy_matrix": matrix, "initial_accuracy": [0.0, 0.0],
+            "task_info": {"unigram_accuracy": [0.02, 0.05]},
+            "metrics": {"acc": sum(final) / 2, "bwt": final[0] - diagonal[0], "fwt": 0.0, "forgetting": diagonal[0] - final[0],
+                        "la": sum(diagonal) / 2, "ppl": 100.0 + seed}}
+
+
+def test_the_text_table_names_the_lstm_pairs_seeds_and_measures_the_weakest_task_against_its_unigram(tmp_path):
+    for job, run in enumerate([
+        _text_run("rnn", "naive", 0, [0.10, 0.20], [0.06, 0.20], cell="lstm"),
+        _text_run("rnn", "naive", 1, [0.12, 0.22], [0.08, 0.22], cell="lstm"),
+        _text_run("hope_nl", "naive", 0, [0.08, 0.30], [0.07, 0.30]),
+        _text_run("hope_nl", "naive", 1, [0.10, 0.32], [0.08, 0.32]),
+    ]):
+        write_results(tmp_path / "sweep" / f"{job}_{run['model']}_{run['seed']}", run)
+    built = call_script("text_table.py", tmp_path / "sweep", "--references", "lstm")
+    assert built.returncode == 0, built.stderr
+    table = (tmp_path / "sweep" / "text_table.md").read_text()
+    # the weakest task is b for both LSTM seeds (seed 0: a 0.10 / 0.02 = 5x, b 0.20 / 0.05 = 4x; seed 1: 6x, 4.4x): mean 4.2x
+    assert "| naive | `lstm` | 2 | 0.160 [0.033, 0.287] | 0.140 [0.013, 0.267] | +0.040 [+0.040, +0.040] | 4.2x | 100 |" in table
+    # hope_nl - LSTM, paired by seed: ACC (0.185 - 0.13, 0.20 - 0.15) = 0.055, 0.05; forgetting (0.01 - 0.04, 0.02 - 0.04)
+    assert "| naive | `hope_nl` | `lstm` | +0.053 [+0.021, +0.084] | -0.025 [-0.089, +0.039] | paired by seed |" in table
+    bad = call_script("text_table.py", tmp_path / "sweep", "--references", "transformer")
+    assert bad.returncode == 2 and bad.stderr.strip() == "error: --references transformer: no such model in the runs; they have hope_nl, lstm"

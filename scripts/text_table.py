@@ -1,0 +1,151 @@
+"""docs/continual_text.md's tables from a sweep of experiment=continual_text (or _classes), or its archive.
+
+    python scripts/text_table.py SWEEP_DIR [SWEEP_DIR ...] [--references transformer rnn] [--out DIR]
+
+Per strategy, one row per model, mean and Student-t 95% interval over seeds: LA (learning accuracy,
+the accuracy matrix's diagonal: was each task learned?), ACC (its last row), forgetting (Chaudhry),
+and, where the task records a unigram baseline (task=text_domains), the weakest task's LA as a
+multiple of its unigram accuracy and the perplexity at the end. Then each model's difference to
+every reference model (the Transformer, and the LSTM that experiment=continual_text makes of `rnn`)
+in ACC and forgetting under the same strategy, paired by seed. Writes text_table.md (printed too) and
+text_table.png (ACC against forgetting, one panel per strategy, 95% intervals as bars) into --out
+(default: the first SWEEP_DIR).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from nested_learning.analysis.plots import plt  # with the headless backend the project uses
+from nested_learning.analysis.summary import difference_interval, load_sweep, t_interval
+from nested_learning.errors import UserError
+
+STRATEGY_ORDER = ("naive", "replay", "joint")
+MODEL_ORDER = ("lstm", "rnn", "transformer", "linear_attention", "deltanet", "hope", "cms", "titans", "hope_nl", "hope_attention")
+COLUMNS = {"la": "LA", "acc": "ACC", "forgetting": "forgetting"}
+
+
+def model_name(run: dict) -> str:
+    """The model as the tables name it: `rnn` with model.cell=lstm is the LSTM."""
+    return "lstm" if run["model"] == "rnn" and run["config"]["model"].get("cell") == "lstm" else run["model"]
+
+
+def collect(sweep_dirs: list[Path]) -> dict[tuple[str, str], list[dict]]:
+    """{(model, strategy): finished runs in seed order}; unfinished jobs are named on stderr."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for sweep_dir in sweep_dirs:
+        sweep = load_sweep(sweep_dir)
+        for job, why in sweep.failures:
+            print(f"warning: {sweep_dir / job} left out: {why}", file=sys.stderr)
+        for run in sweep.runs:
+            groups.setdefault((model_name(run), run["strategy"]["name"]), []).append(run)
+    if not groups:
+        raise UserError(f"{', '.join(map(str, sweep_dirs))}: no finished run")
+    tasks = {tuple(runs[0]["tasks"]) for runs in groups.values()}
+    if len(tasks) > 1:
+        raise UserError(f"the runs read trained different task sequences: {sorted(tasks)}; give one experiment's runs")
+    return {key: sorted(runs, key=lambda r: r["seed"]) for key, runs in groups.items()}
+
+
+def _order(key: tuple[str, str]) -> tuple:
+    model, strategy = key
+    return (STRATEGY_ORDER.index(strategy) if strategy in STRATEGY_ORDER else len(STRATEGY_ORDER), strategy,
+            MODEL_ORDER.index(model) if model in MODEL_ORDER else len(MODEL_ORDER), model)
+
+
+def _cell(xs: list[float], signed: bool = False) -> str:
+    fmt = "+.3f" if signed else ".3f"
+    mean, _, low, high = t_interval(xs)
+    return f"{mean:{fmt}}" if math.isnan(low) else f"{mean:{fmt}} [{low:{fmt}}, {high:{fmt}}]"
+
+
+def weakest_over_unigram(run: dict) -> float:
+    """min over tasks of LA / the task's unigram accuracy: how far above guessing the most frequent token the
+    model got on the task it learned worst."""
+    diagonal = np.diag(np.asarray(run["accuracy_matrix"], float))
+    return float(np.min(diagonal / np.asarray(run["task_info"]["unigram_accuracy"], float)))
+
+
+def results_table(groups: dict[tuple[str, str], list[dict]]) -> str:
+    lm = all("unigram_accuracy" in (runs[0].get("task_info") or {}) for runs in groups.values())
+    head = ["strategy", "model", "n", *COLUMNS.values()] + (["weakest LA / unigram", "perplexity at the end"] if lm else [])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key in sorted(groups, key=_order):
+        runs = groups[key]
+        cells = [key[1], f"`{key[0]}`", str(len(runs))]
+        cells += [_cell([r["metrics"][m] for r in runs], signed=m == "forgetting") for m in COLUMNS]
+        if lm:
+            cells += [f"{np.mean([weakest_over_unigram(r) for r in runs]):.1f}x", f"{np.mean([r['metrics']['ppl'] for r in runs]):.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def differences_table(groups: dict[tuple[str, str], list[dict]], references: list[str]) -> str:
+    head = ["strategy", "model", "against", "ACC difference", "forgetting difference", "pairing"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for reference in references:
+        for key in sorted(groups, key=_order):
+            model, strategy = key
+            if model == reference or (reference, strategy) not in groups:
+                continue
+            cells = [strategy, f"`{model}`", f"`{reference}`"]
+            for metric in ("acc", "forgetting"):
+                diff, low, high, how = difference_interval(groups[key], groups[(reference, strategy)], metric)
+                cells.append(f"{diff:+.3f}" if math.isnan(low) else f"{diff:+.3f} [{low:+.3f}, {high:+.3f}]")
+            lines.append("| " + " | ".join(cells + [how]) + " |")
+    return "\n".join(lines)
+
+
+def figure(groups: dict[tuple[str, str], list[dict]]) -> plt.Figure:
+    strategies = sorted({strategy for _, strategy in groups}, key=lambda s: _order(("", s)))
+    models = sorted({model for model, _ in groups}, key=lambda m: _order((m, "")))
+    colours = dict(zip(models, plt.get_cmap("tab10").colors))  # one colour per model in every panel
+    fig, axes = plt.subplots(1, len(strategies), figsize=(4.2 * len(strategies), 3.8), sharey=True, squeeze=False)
+    for ax, strategy in zip(axes[0], strategies):
+        for key in sorted((k for k in groups if k[1] == strategy), key=_order):
+            (acc, _, acc_low, _), (fgt, _, fgt_low, _) = (t_interval(r["metrics"][m] for r in groups[key]) for m in ("acc", "forgetting"))
+            errors = ([[acc - acc_low]], [[fgt - fgt_low]]) if not math.isnan(acc_low) else (None, None)
+            ax.errorbar(acc, fgt, xerr=errors[0], yerr=errors[1], fmt="o", capsize=3, color=colours[key[0]], label=key[0])
+        ax.axhline(0.0, color="grey", linewidth=0.8)
+        ax.set(title=strategy, xlabel="ACC (final mean accuracy)")
+    axes[0][0].set_ylabel("forgetting (Chaudhry)")
+    handles = [plt.Line2D([], [], marker="o", linestyle="", color=colours[m], label=m) for m in models]
+    fig.legend(handles=handles, loc="center right", fontsize=8)
+    fig.tight_layout(rect=(0, 0, 0.87, 1))
+    return fig
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("sweep_dirs", nargs="+", type=Path, help="multirun directories or their archives (docs/results/...)")
+    parser.add_argument("--references", nargs="+", default=["transformer", "lstm"],
+                        help="models every other model is compared with (default: transformer lstm)")
+    parser.add_argument("--out", type=Path, help="where text_table.md goes (default: the first SWEEP_DIR)")
+    args = parser.parse_args(argv)
+    try:
+        groups = collect(args.sweep_dirs)
+        models = sorted({model for model, _ in groups})
+        unknown = [r for r in args.references if r not in models]
+        if unknown:
+            raise UserError(f"--references {' '.join(unknown)}: no such model in the runs; they have {', '.join(models)}")
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    text = (f"Mean [95% interval] over seeds.\n\n{results_table(groups)}\n\n"
+            f"Differences (model - reference), mean [95% interval]:\n\n{differences_table(groups, args.references)}\n")
+    out = args.out or args.sweep_dirs[0]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "text_table.md").write_text(text)
+    figure(groups).savefig(out / "text_table.png", dpi=120)
+    print(text)
+    print(f"wrote text_table.md, text_table.png in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
