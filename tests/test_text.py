@@ -266,3 +266,24 @@ def test_repeated_texts_never_sit_on_both_sides_of_the_split(tmp_path):
     path.write_text("\n".join(json.dumps({"text": f"same start {i}", "label": "p"}) for i in range(10)) + "\n")
     with pytest.raises(UserError, match=r"task.max_tokens=4: every held-out text of p starts with the same tokens"):
         text_classes(source="jsonl", path=str(path), tokenizer="byte", max_tokens=4, cache_dir=None)
+
+
+def test_a_path_of_the_wrong_kind_is_one_line(jsonl, tmp_path):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("not a dataset")
+    for source in ("jsonl", "csv"):
+        with pytest.raises(UserError) as err:
+            load_records(source, str(folder))
+        assert str(err.value) == f"task.path={folder}: a directory; task.source={source} reads a {source.upper()} file"
+    with pytest.raises(UserError) as err:
+        load_records("hf", str(jsonl))
+    assert str(err.value) == f"task.path={jsonl}: a file; task.source=hf reads a save_to_disk directory"
+    with pytest.raises(UserError) as err:
+        load_records("jsonl", str(tmp_path / "missing.jsonl"))
+    assert str(err.value) == f"task.path={tmp_path / 'missing.jsonl'}: no such file; task.source=jsonl reads a JSONL file"
+    pytest.importorskip("datasets")
+    with pytest.raises(UserError) as err:
+        load_records("hf", str(folder))
+    assert str(err.value) == (f"task.path={folder}: not a save_to_disk directory (no saved Dataset or DatasetDict in it); "
+                              "give a folder written by datasets' save_to_disk, or task.dataset for a Hub name")

@@ -120,7 +120,11 @@ def hf_records(path: Path | None, dataset: str | None, config: str | None, split
     import datasets
 
     if path is not None:
-        data = datasets.load_from_disk(str(path))
+        try:
+            data = datasets.load_from_disk(str(path))
+        except FileNotFoundError:  # a folder without a saved Dataset or DatasetDict in it
+            raise UserError(f"task.path={path}: not a save_to_disk directory (no saved Dataset or DatasetDict in it); "
+                            "give a folder written by datasets' save_to_disk, or task.dataset for a Hub name") from None
         where = str(path)
     else:
         try:
@@ -156,8 +160,11 @@ def load_records(source: str = "bbc", path: str | None = None, text_column: str 
         if path is None:
             raise UserError(f"task.source={source}: give task.path, the {'directory' if source == 'hf' else 'file'} to read")
         file = Path(path).expanduser()
+        wanted = "a save_to_disk directory" if source == "hf" else f"a {source.upper()} file"
         if not file.exists():
-            raise UserError(f"task.path={file}: no such {'directory' if source == 'hf' else 'file'}")
+            raise UserError(f"task.path={file}: no such {'directory' if source == 'hf' else 'file'}; task.source={source} reads {wanted}")
+        if file.is_dir() != (source == "hf"):
+            raise UserError(f"task.path={file}: a {'directory' if file.is_dir() else 'file'}; task.source={source} reads {wanted}")
         reader = {"jsonl": jsonl_records, "csv": csv_records}.get(source)
         records = reader(file, text_column, label_column) if reader else hf_records(file, None, None, split, text_column, label_column)
     if not records:
