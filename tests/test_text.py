@@ -287,3 +287,43 @@ def test_a_path_of_the_wrong_kind_is_one_line(jsonl, tmp_path):
         load_records("hf", str(folder))
     assert str(err.value) == (f"task.path={folder}: not a save_to_disk directory (no saved Dataset or DatasetDict in it); "
                               "give a folder written by datasets' save_to_disk, or task.dataset for a Hub name")
+
+
+def test_a_file_not_in_utf8_is_one_line_naming_it(tmp_path):
+    rows = tmp_path / "latin1.csv"
+    rows.write_bytes("text,label\nfine words,a\nprice \u00a35,b\n".encode("latin-1"))
+    with pytest.raises(UserError) as err:
+        load_records("csv", str(rows))
+    assert str(err.value) == (f"{rows}:3: not UTF-8 (byte 0xa3); task.source=csv reads UTF-8 text: save the file as "
+                              "UTF-8 (e.g. iconv -f latin1 -t utf-8)")
+    lines = tmp_path / "latin1.jsonl"
+    lines.write_bytes(('{"text": "caf\u00e9", "label": "a"}\n').encode("latin-1"))
+    with pytest.raises(UserError, match=rf"^{lines}:1: not UTF-8 \(byte 0xe9\); task.source=jsonl reads UTF-8 text"):
+        load_records("jsonl", str(lines))
+    # UTF-8 with a byte-order mark (Excel's "CSV UTF-8"): the mark does not join the first column's name
+    rows.write_bytes("text,label\nprice \u00a35,b\n".encode("utf-8-sig"))
+    assert load_records("csv", str(rows)) == [("price \u00a35", "b")]
+
+
+def test_an_unreachable_hub_fails_at_once(monkeypatch):
+    datasets = pytest.importorskip("datasets")
+
+    def unreachable(address, timeout):
+        assert address == ("huggingface.co", 443) and timeout == 5.0
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr("urllib.request.getproxies", lambda: {})
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("load_dataset called (and retried) anyway"))
+    with pytest.raises(UserError) as err:
+        load_records("hf", dataset="banking77")
+    assert str(err.value) == ("task.dataset='banking77': the Hugging Face Hub (huggingface.co) cannot be reached (Name or "
+                              "service not known); save_to_disk the dataset on a machine with the network and give "
+                              "task.path, or set HF_HUB_OFFLINE=1 to read a copy already cached here")
+    # offline mode: no probe, the library answers from its cache (here: it has none) on one line
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: pytest.fail("probed the Hub in offline mode"))
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: (_ for _ in ()).throw(ConnectionError("not cached\nmore")))
+    with pytest.raises(UserError, match=r"^task.dataset='banking77' \(config None\): load_dataset failed: not cached$"):
+        load_records("hf", dataset="banking77")
