@@ -11,10 +11,9 @@ import torch
 
 from nested_learning.data import subwords
 from nested_learning.data.subwords import Cache, build_tokenizer, encode
-from nested_learning.data.tasks import EVAL_SPLIT
+from nested_learning.data.tasks import EOS, EVAL_SPLIT, PAD
 from nested_learning.data.text import split_texts, text_classes, text_domains, windows
 from nested_learning.data.text_sources import bbc_records, load_records
-from nested_learning.data.vocab import EOS, PAD
 from nested_learning.errors import UserError
 from nested_learning.run.lit_module import restrict, token_accuracy
 
@@ -327,3 +326,21 @@ def test_an_unreachable_hub_fails_at_once(monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: (_ for _ in ()).throw(ConnectionError("not cached\nmore")))
     with pytest.raises(UserError, match=r"^task.dataset='banking77' \(config None\): load_dataset failed: not cached$"):
         load_records("hf", dataset="banking77")
+
+
+def test_a_missing_package_names_its_pinned_install_command(tmp_path, monkeypatch):
+    import sys
+
+    from nested_learning.data.text_sources import INSTALL
+
+    lock = set((Path(__file__).parent.parent / "requirements.lock").read_text().split())
+    assert {command.removeprefix("pip install ") for command in INSTALL.values()} <= lock  # the versions make venv installs
+    monkeypatch.setitem(sys.modules, "tokenizers", None)  # `import tokenizers` fails, as when it is not installed
+    with pytest.raises(UserError) as err:
+        build_tokenizer("bpe", 300, ["some text"], Cache(None))
+    assert str(err.value) == ("task.tokenizer=bpe needs the package tokenizers, which is not installed: "
+                              "pip install tokenizers==0.23.3")
+    monkeypatch.setitem(sys.modules, "datasets", None)
+    with pytest.raises(UserError) as err:
+        load_records("hf", str(tmp_path))
+    assert str(err.value) == "task.source=hf needs the package datasets, which is not installed: pip install datasets==5.2.0"

