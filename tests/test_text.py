@@ -344,3 +344,35 @@ def test_a_missing_package_names_its_pinned_install_command(tmp_path, monkeypatc
     with pytest.raises(UserError) as err:
         load_records("hf", str(tmp_path))
     assert str(err.value) == "task.source=hf needs the package datasets, which is not installed: pip install datasets==5.2.0"
+
+
+@pytest.mark.slow
+def test_a_rerun_reuses_the_runs_tokenizer_unless_the_task_changes(jsonl, tmp_path):
+    from omegaconf import OmegaConf
+
+    from nested_learning.train import task_arguments
+
+    from .conftest import run_cli, run_script
+
+    run_dir = tmp_path / "run"
+    out = run_cli("task=text_domains", "task.source=jsonl", f"task.path={jsonl}", "task.text_column=sentence",
+                  "task.label_column=intent", "task.vocab_size=300", "task.window=8", f"task.cache_dir={tmp_path / 'cache'}",
+                  "model=rnn", "epochs_per_task=1", "batch_size=16", "logger=none", f"hydra.run.dir={run_dir}")
+    assert out.returncode == 0, out.stderr
+    original = json.loads((run_dir / "results.json").read_text())
+    assert original["task_info"]["tokenizer_file"] is None  # a new run trains its own
+    rerun = run_script("rerun.py", run_dir)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "identical: the accuracy and loss matrices" in rerun.stdout
+    (new,) = (run_dir / "reruns").iterdir()
+    info = json.loads((new / "results.json").read_text())["task_info"]
+    assert info["tokenizer_file"] == str(run_dir.resolve() / "tokenizer.json")  # loaded, not trained again
+    assert info["tokenizer_sha256"] == original["task_info"]["tokenizer_sha256"]
+    assert (new / "tokenizer.json").read_text() == (run_dir / "tokenizer.json").read_text()
+    # A rerun that changes what the task reads or how it tokenises builds its own; the cache folder changes neither.
+    cfg = OmegaConf.create(original["config"])
+    assert task_arguments(cfg, new, replayed=run_dir) == {"tokenizer_file": str(run_dir / "tokenizer.json")}
+    cfg.task.cache_dir = None
+    assert task_arguments(cfg, new, replayed=run_dir) == {"tokenizer_file": str(run_dir / "tokenizer.json")}
+    cfg.task.vocab_size = 301
+    assert task_arguments(cfg, new, replayed=run_dir) == {}
