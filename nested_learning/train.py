@@ -193,6 +193,10 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], print_table: bool 
     if cfg.eval.split is not None and cfg.eval.split not in sequence.split_names:
         raise UserError(f"eval.split={cfg.eval.split!r}: task sequence {sequence.name!r} has the splits "
                         f"{', '.join(sequence.split_names)}")
+    if cfg.eval.count_padding and sequence.label_scope is not None:
+        raise UserError(f"eval.count_padding=true: task sequence {sequence.name!r} is scored on its labels only; every "
+                        "other target is <pad>, so counting padding would swamp the labels in its accuracy; "
+                        "leave eval.count_padding=false")
     from nested_learning.run.hardware import check_hardware  # imports torch, not Lightning
 
     trainer_cfg = OmegaConf.to_container(cfg.trainer)

@@ -37,6 +37,9 @@ def _imported(stderr: str) -> set[str]:
                                                        "far) or task (the task's own)"),
     (["task=text_classes", "task.classes=[business,music]"], "task.classes: unknown label 'music'; the data has "
                                                              "business, entertainment, politics, sports, tech"),
+    (["task=text_classes", "task.classes=[tech]", "task.tokenizer=byte", "task.cache_dir=null", "eval.count_padding=true"],
+     "eval.count_padding=true: task sequence 'text_classes (class-incremental)' is scored on its labels only; every "
+     "other target is <pad>, so counting padding would swamp the labels in its accuracy; leave eval.count_padding=false"),
 ])
 def test_bad_input_fails_with_one_line_before_torch_is_imported(tmp_path, args, message):
     out = subprocess.run([sys.executable, "-X", "importtime", "-m", "nested_learning.train", *args,
