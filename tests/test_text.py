@@ -376,3 +376,22 @@ def test_a_rerun_reuses_the_runs_tokenizer_unless_the_task_changes(jsonl, tmp_pa
     assert task_arguments(cfg, new, replayed=run_dir) == {"tokenizer_file": str(run_dir / "tokenizer.json")}
     cfg.task.vocab_size = 301
     assert task_arguments(cfg, new, replayed=run_dir) == {}
+
+
+def test_the_token_cache_is_keyed_by_the_tokenizer_and_the_cache_format(tmp_path, monkeypatch):
+    cache = Cache(tmp_path)
+    texts = [f"the cat sat on mat number {i}" for i in range(50)]
+    small, large = build_tokenizer("bpe", 260, texts, cache), build_tokenizer("bpe", 300, texts, cache)
+    by_small = encode(small, texts[:3], cache)
+    by_large = encode(large, texts[:3], cache)  # the same texts, another tokenizer: its own entry, its own tokens
+    assert len(list((tmp_path / "tokens").iterdir())) == 2
+    assert by_large != by_small and by_large == encode(large, texts[:3], Cache(None))
+    assert by_small == encode(small, texts[:3], cache) == encode(small, texts[:3], Cache(None))
+    # entries written under another cache format are never read: both kinds are made again
+    monkeypatch.setattr(subwords, "CACHE_FORMAT", subwords.CACHE_FORMAT + 1)
+    trained = []
+    real_train = subwords.train_bpe
+    monkeypatch.setattr(subwords, "train_bpe", lambda *a: trained.append(a) or real_train(*a))
+    assert build_tokenizer("bpe", 260, texts, cache).to_str() == small.to_str() and len(trained) == 1
+    assert encode(small, texts[:3], cache) == by_small
+    assert len(list((tmp_path / "tokenizer").iterdir())) == 3 and len(list((tmp_path / "tokens").iterdir())) == 3
