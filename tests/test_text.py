@@ -395,3 +395,25 @@ def test_the_token_cache_is_keyed_by_the_tokenizer_and_the_cache_format(tmp_path
     assert build_tokenizer("bpe", 260, texts, cache).to_str() == small.to_str() and len(trained) == 1
     assert encode(small, texts[:3], cache) == by_small
     assert len(list((tmp_path / "tokenizer").iterdir())) == 3 and len(list((tmp_path / "tokens").iterdir())) == 3
+
+
+def test_max_eval_per_class_caps_held_out_texts_before_tokenising(jsonl, tmp_path, monkeypatch):
+    from nested_learning.data import text
+
+    def first(examples, labels, n: int) -> list:
+        """Each label's first n examples, label by label."""
+        return [e for label in labels for e in [x for x in examples if x[1].endswith(label)][:n]]
+
+    whole = classes_from(jsonl, tmp_path / "cache", classes_per_task=2, heldout_fraction=0.3)  # 7 training, 3 held-out a class
+    tokenised = []
+    real_encode = text.encode
+    monkeypatch.setattr(text, "encode", lambda model, texts, cache: tokenised.append(len(texts)) or real_encode(model, texts, cache))
+    capped = classes_from(jsonl, tmp_path / "cache", classes_per_task=2, heldout_fraction=0.3, max_per_class=3,
+                          max_eval_per_class=2)
+    assert tokenised == [3 * (3 + 2)]  # 3 classes x (3 training + 2 held-out): only what is kept is tokenised
+    assert capped.info["examples"] == {"food+sport": [6, 4], "weather": [3, 2]}
+    for small, full in zip(capped.tasks, whole.tasks):  # each class keeps the first texts of its seeded order
+        assert list(small.splits[EVAL_SPLIT]) == first(full.splits[EVAL_SPLIT], small.labels, 2)
+        assert list(small.train) == first(full.train, small.labels, 3)
+    with pytest.raises(UserError, match=r"^task.max_eval_per_class=0: must be an integer >= 1 or null$"):
+        classes_from(jsonl, tmp_path / "cache", max_eval_per_class=0)
