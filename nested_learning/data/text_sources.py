@@ -144,9 +144,10 @@ def check_hub_reachable(dataset: str) -> None:
     try:
         socket.create_connection((endpoint.hostname, port), timeout=HUB_PROBE_S).close()
     except OSError as err:
-        raise UserError(f"task.dataset={dataset!r}: the Hugging Face Hub ({endpoint.hostname}) cannot be reached "
-                        f"({err.strerror or err or type(err).__name__}); save_to_disk the dataset on a machine with the network "
-                        "and give task.path, or set HF_HUB_OFFLINE=1 to read a copy already cached here") from None
+        reason = err.strerror or str(err) or type(err).__name__
+        raise UserError(f"task.dataset={dataset!r}: the Hugging Face Hub ({endpoint.hostname}) cannot be reached ({reason}); "
+                        "save_to_disk the dataset on a machine with the network and give task.path, or set "
+                        "HF_HUB_OFFLINE=1 to read a copy already cached here") from None
 
 
 def hf_records(path: Path | None, dataset: str | None, config: str | None, split: str,
