@@ -32,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from nested_learning.cli.config_checks import apply_model_overrides, check_options, epoch_schedule, validate
 from nested_learning.errors import FAILURE_LOG, SweepError, UserError
 from nested_learning.cli.overrides import without_key
-from nested_learning.cli.rerun import replayed_overrides
+from nested_learning.cli.rerun import replayed_overrides, replayed_run
 
 log = logging.getLogger("nested_learning")
 STARTED = time.time()  # before Hydra creates the run directory: what this process wrote is newer
@@ -140,15 +140,25 @@ def build(cfg: DictConfig, run_dir: Path, record: dict[str, Any], print_table: b
     return trainer, module, datamodule, retention
 
 
-def task_arguments(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """What the task is built with beyond its config: a run resumed in a directory that keeps the
-    tokenizer its task trained gets that file back (`task.tokenizer_file`, data/text.py)."""
+def task_arguments(cfg: DictConfig, run_dir: Path, replayed: Path | None = None) -> dict[str, Any]:
+    """What the task is built with beyond its config: the tokenizer a run's task trained
+    (`task.tokenizer_file`, data/text.py), read back from the directory that kept it: the run's own
+    when it resumes there, or `replayed`, the run a rerun replays, when that run's task config is this
+    one (its cache folder aside; another option may change the data, and so the tokenizer)."""
+    from nested_learning.analysis.results import load_results
     from nested_learning.data.subwords import TOKENIZER_FILE
 
-    kept = run_dir / TOKENIZER_FILE
-    resuming = cfg.get("resume") in (True, "auto")
-    if resuming and "tokenizer_file" in cfg.task and cfg.task.tokenizer_file is None and kept.is_file():
-        return {"tokenizer_file": str(kept)}
+    if "tokenizer_file" not in cfg.task or cfg.task.tokenizer_file is not None:
+        return {}
+    kept_in = [run_dir] if cfg.get("resume") in (True, "auto") else []
+    if replayed is not None:
+        saved, here = (dict(task, cache_dir=None) for task in (load_results(replayed).get("config", {}).get("task", {}),
+                                                               OmegaConf.to_container(cfg.task)))
+        if saved == here:
+            kept_in.append(replayed)
+    for directory in kept_in:
+        if (directory / TOKENIZER_FILE).is_file():
+            return {"tokenizer_file": str(directory / TOKENIZER_FILE)}
     return {}
 
 
@@ -163,11 +173,12 @@ def keep_files(sequence: Any, run_dir: Path) -> None:
 
 
 def run(cfg: DictConfig, run_dir: Path, overrides: list[str], print_table: bool = True, progress: bool = False,
-        multirun: bool = False, tag: str | None = None) -> dict[str, Any]:
+        multirun: bool = False, tag: str | None = None, replayed: Path | None = None) -> dict[str, Any]:
     """One training run; returns the results record (also written to run_dir/results.json by rank 0).
 
     `multirun`: the run is a job of a sweep, where a DDP run that Lightning would re-launch is refused.
     `tag`: the job's name on its progress lines (parallel jobs' lines interleave).
+    `replayed`: the run whose kept files (its tokenizer) this one reuses (task_arguments).
 
     Everything that can be checked without torch and Lightning (config values, rates, the task
     sequence) is checked before they are imported, so bad input fails in about a second.
@@ -177,11 +188,15 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], print_table: bool 
     validate(cfg)
     check_options(cfg, "task")
     with constructor_errors():
-        sequence = instantiate(cfg.task, _convert_="all", **task_arguments(cfg, run_dir))
+        sequence = instantiate(cfg.task, _convert_="all", **task_arguments(cfg, run_dir, replayed))
     epoch_schedule(cfg.epochs_per_task, len(sequence.tasks))
     if cfg.eval.split is not None and cfg.eval.split not in sequence.split_names:
         raise UserError(f"eval.split={cfg.eval.split!r}: task sequence {sequence.name!r} has the splits "
                         f"{', '.join(sequence.split_names)}")
+    if cfg.eval.count_padding and sequence.label_scope is not None:
+        raise UserError(f"eval.count_padding=true: task sequence {sequence.name!r} is scored on its labels only; every "
+                        "other target is <pad>, so counting padding would swamp the labels in its accuracy; "
+                        "leave eval.count_padding=false")
     from nested_learning.run.hardware import check_hardware  # imports torch, not Lightning
 
     trainer_cfg = OmegaConf.to_container(cfg.trainer)
@@ -292,7 +307,7 @@ def main(cfg: DictConfig) -> list[float] | float | None:
         # How a run was started (resume=...) is no part of what it is: not in its record, label or directory name.
         overrides = replayed_overrides(hydra_cfg.runtime.config_sources, without_key(list(hydra_cfg.overrides.task), "resume"))
         result = run(cfg, run_dir, overrides, print_table=not multirun, progress=live_progress(multirun),
-                     multirun=multirun, tag=tag)
+                     multirun=multirun, tag=tag, replayed=replayed_run(hydra_cfg.runtime.config_sources))
     except UserError as err:
         # every rank meets bad input alike (the non-finite loss check too): rank 0 says it
         if multirun and not isinstance(err, SweepError):

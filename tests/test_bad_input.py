@@ -27,6 +27,19 @@ def _imported(stderr: str) -> set[str]:
     (["+task.language=parity"], "task.language: task=commute has no option 'language' (from_sentences takes name, "
                                 "tasks, repeats, eval); task=formal has it (add task=formal)"),
     (["-m", "rates.fast=0.6,2"], "job 2 of 2 (rates.fast=2): rates.fast=2: a rate must lie in (0, 1]; no job was started"),
+    # the real-text tasks: their data and tokenizer are checked before torch too (a task.source=hf path is
+    # checked by `datasets`, which imports torch: tests/test_text.py)
+    (["task=text_domains", "task.source=jsonl", "task.path=conf"], "task.path=conf: a directory; task.source=jsonl "
+                                                                  "reads a JSONL file"),
+    (["task=text_domains", "task.vocab_size=100"], "task.vocab_size=100: too small for BPE, which starts from the 256 "
+                                                   "byte tokens; give at least 257 (or task.tokenizer=byte)"),
+    (["task=text_classes", "task.incremental=domain"], "task.incremental='domain': give class (labels of every task so "
+                                                       "far) or task (the task's own)"),
+    (["task=text_classes", "task.classes=[business,music]"], "task.classes: unknown label 'music'; the data has "
+                                                             "business, entertainment, politics, sports, tech"),
+    (["task=text_classes", "task.classes=[tech]", "task.tokenizer=byte", "task.cache_dir=null", "eval.count_padding=true"],
+     "eval.count_padding=true: task sequence 'text_classes (class-incremental)' is scored on its labels only; every "
+     "other target is <pad>, so counting padding would swamp the labels in its accuracy; leave eval.count_padding=false"),
 ])
 def test_bad_input_fails_with_one_line_before_torch_is_imported(tmp_path, args, message):
     out = subprocess.run([sys.executable, "-X", "importtime", "-m", "nested_learning.train", *args,

@@ -11,10 +11,9 @@ import torch
 
 from nested_learning.data import subwords
 from nested_learning.data.subwords import Cache, build_tokenizer, encode
-from nested_learning.data.tasks import EVAL_SPLIT
+from nested_learning.data.tasks import EOS, EVAL_SPLIT, PAD
 from nested_learning.data.text import split_texts, text_classes, text_domains, windows
 from nested_learning.data.text_sources import bbc_records, load_records
-from nested_learning.data.vocab import EOS, PAD
 from nested_learning.errors import UserError
 from nested_learning.run.lit_module import restrict, token_accuracy
 
@@ -266,3 +265,155 @@ def test_repeated_texts_never_sit_on_both_sides_of_the_split(tmp_path):
     path.write_text("\n".join(json.dumps({"text": f"same start {i}", "label": "p"}) for i in range(10)) + "\n")
     with pytest.raises(UserError, match=r"task.max_tokens=4: every held-out text of p starts with the same tokens"):
         text_classes(source="jsonl", path=str(path), tokenizer="byte", max_tokens=4, cache_dir=None)
+
+
+def test_a_path_of_the_wrong_kind_is_one_line(jsonl, tmp_path):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("not a dataset")
+    for source in ("jsonl", "csv"):
+        with pytest.raises(UserError) as err:
+            load_records(source, str(folder))
+        assert str(err.value) == f"task.path={folder}: a directory; task.source={source} reads a {source.upper()} file"
+    with pytest.raises(UserError) as err:
+        load_records("hf", str(jsonl))
+    assert str(err.value) == f"task.path={jsonl}: a file; task.source=hf reads a save_to_disk directory"
+    with pytest.raises(UserError) as err:
+        load_records("jsonl", str(tmp_path / "missing.jsonl"))
+    assert str(err.value) == f"task.path={tmp_path / 'missing.jsonl'}: no such file; task.source=jsonl reads a JSONL file"
+    pytest.importorskip("datasets")
+    with pytest.raises(UserError) as err:
+        load_records("hf", str(folder))
+    assert str(err.value) == (f"task.path={folder}: not a save_to_disk directory (no saved Dataset or DatasetDict in it); "
+                              "give a folder written by datasets' save_to_disk, or task.dataset for a Hub name")
+
+
+def test_a_file_not_in_utf8_is_one_line_naming_it(tmp_path):
+    rows = tmp_path / "latin1.csv"
+    rows.write_bytes("text,label\nfine words,a\nprice \u00a35,b\n".encode("latin-1"))
+    with pytest.raises(UserError) as err:
+        load_records("csv", str(rows))
+    assert str(err.value) == (f"{rows}:3: not UTF-8 (byte 0xa3); task.source=csv reads UTF-8 text: save the file as "
+                              "UTF-8 (e.g. iconv -f latin1 -t utf-8)")
+    lines = tmp_path / "latin1.jsonl"
+    lines.write_bytes(('{"text": "caf\u00e9", "label": "a"}\n').encode("latin-1"))
+    with pytest.raises(UserError, match=rf"^{lines}:1: not UTF-8 \(byte 0xe9\); task.source=jsonl reads UTF-8 text"):
+        load_records("jsonl", str(lines))
+    # UTF-8 with a byte-order mark (Excel's "CSV UTF-8"): the mark does not join the first column's name
+    rows.write_bytes("text,label\nprice \u00a35,b\n".encode("utf-8-sig"))
+    assert load_records("csv", str(rows)) == [("price \u00a35", "b")]
+
+
+def test_an_unreachable_hub_fails_at_once(monkeypatch):
+    datasets = pytest.importorskip("datasets")
+
+    def unreachable(address, timeout):
+        assert address == ("huggingface.co", 443) and timeout == 5.0
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr("urllib.request.getproxies", lambda: {})
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("load_dataset called (and retried) anyway"))
+    with pytest.raises(UserError) as err:
+        load_records("hf", dataset="banking77")
+    assert str(err.value) == ("task.dataset='banking77': the Hugging Face Hub (huggingface.co) cannot be reached (Name or "
+                              "service not known); save_to_disk the dataset on a machine with the network and give "
+                              "task.path, or set HF_HUB_OFFLINE=1 to read a copy already cached here")
+    # offline mode: no probe, the library answers from its cache (here: it has none) on one line
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: pytest.fail("probed the Hub in offline mode"))
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: (_ for _ in ()).throw(ConnectionError("not cached\nmore")))
+    with pytest.raises(UserError, match=r"^task.dataset='banking77' \(config None\): load_dataset failed: not cached$"):
+        load_records("hf", dataset="banking77")
+
+
+def test_a_missing_package_names_its_pinned_install_command(tmp_path, monkeypatch):
+    import sys
+
+    from nested_learning.data.text_sources import INSTALL
+
+    lock = set((Path(__file__).parent.parent / "requirements.lock").read_text().split())
+    assert {command.removeprefix("pip install ") for command in INSTALL.values()} <= lock  # the versions make venv installs
+    monkeypatch.setitem(sys.modules, "tokenizers", None)  # `import tokenizers` fails, as when it is not installed
+    with pytest.raises(UserError) as err:
+        build_tokenizer("bpe", 300, ["some text"], Cache(None))
+    assert str(err.value) == ("task.tokenizer=bpe needs the package tokenizers, which is not installed: "
+                              "pip install tokenizers==0.23.3")
+    monkeypatch.setitem(sys.modules, "datasets", None)
+    with pytest.raises(UserError) as err:
+        load_records("hf", str(tmp_path))
+    assert str(err.value) == "task.source=hf needs the package datasets, which is not installed: pip install datasets==5.2.0"
+
+
+@pytest.mark.slow
+def test_a_rerun_reuses_the_runs_tokenizer_unless_the_task_changes(jsonl, tmp_path):
+    from omegaconf import OmegaConf
+
+    from nested_learning.train import task_arguments
+
+    from .conftest import run_cli, run_script
+
+    run_dir = tmp_path / "run"
+    out = run_cli("task=text_domains", "task.source=jsonl", f"task.path={jsonl}", "task.text_column=sentence",
+                  "task.label_column=intent", "task.vocab_size=300", "task.window=8", f"task.cache_dir={tmp_path / 'cache'}",
+                  "model=rnn", "epochs_per_task=1", "batch_size=16", "logger=none", f"hydra.run.dir={run_dir}")
+    assert out.returncode == 0, out.stderr
+    original = json.loads((run_dir / "results.json").read_text())
+    assert original["task_info"]["tokenizer_file"] is None  # a new run trains its own
+    rerun = run_script("rerun.py", run_dir)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "identical: the accuracy and loss matrices" in rerun.stdout
+    (new,) = (run_dir / "reruns").iterdir()
+    info = json.loads((new / "results.json").read_text())["task_info"]
+    assert info["tokenizer_file"] == str(run_dir.resolve() / "tokenizer.json")  # loaded, not trained again
+    assert info["tokenizer_sha256"] == original["task_info"]["tokenizer_sha256"]
+    assert (new / "tokenizer.json").read_text() == (run_dir / "tokenizer.json").read_text()
+    # A rerun that changes what the task reads or how it tokenises builds its own; the cache folder changes neither.
+    cfg = OmegaConf.create(original["config"])
+    assert task_arguments(cfg, new, replayed=run_dir) == {"tokenizer_file": str(run_dir / "tokenizer.json")}
+    cfg.task.cache_dir = None
+    assert task_arguments(cfg, new, replayed=run_dir) == {"tokenizer_file": str(run_dir / "tokenizer.json")}
+    cfg.task.vocab_size = 301
+    assert task_arguments(cfg, new, replayed=run_dir) == {}
+
+
+def test_the_token_cache_is_keyed_by_the_tokenizer_and_the_cache_format(tmp_path, monkeypatch):
+    cache = Cache(tmp_path)
+    texts = [f"the cat sat on mat number {i}" for i in range(50)]
+    small, large = build_tokenizer("bpe", 260, texts, cache), build_tokenizer("bpe", 300, texts, cache)
+    by_small = encode(small, texts[:3], cache)
+    by_large = encode(large, texts[:3], cache)  # the same texts, another tokenizer: its own entry, its own tokens
+    assert len(list((tmp_path / "tokens").iterdir())) == 2
+    assert by_large != by_small and by_large == encode(large, texts[:3], Cache(None))
+    assert by_small == encode(small, texts[:3], cache) == encode(small, texts[:3], Cache(None))
+    # entries written under another cache format are never read: both kinds are made again
+    monkeypatch.setattr(subwords, "CACHE_FORMAT", subwords.CACHE_FORMAT + 1)
+    trained = []
+    real_train = subwords.train_bpe
+    monkeypatch.setattr(subwords, "train_bpe", lambda *a: trained.append(a) or real_train(*a))
+    assert build_tokenizer("bpe", 260, texts, cache).to_str() == small.to_str() and len(trained) == 1
+    assert encode(small, texts[:3], cache) == by_small
+    assert len(list((tmp_path / "tokenizer").iterdir())) == 3 and len(list((tmp_path / "tokens").iterdir())) == 3
+
+
+def test_max_eval_per_class_caps_held_out_texts_before_tokenising(jsonl, tmp_path, monkeypatch):
+    from nested_learning.data import text
+
+    def first(examples, labels, n: int) -> list:
+        """Each label's first n examples, label by label."""
+        return [e for label in labels for e in [x for x in examples if x[1].endswith(label)][:n]]
+
+    whole = classes_from(jsonl, tmp_path / "cache", classes_per_task=2, heldout_fraction=0.3)  # 7 training, 3 held-out a class
+    tokenised = []
+    real_encode = text.encode
+    monkeypatch.setattr(text, "encode", lambda model, texts, cache: tokenised.append(len(texts)) or real_encode(model, texts, cache))
+    capped = classes_from(jsonl, tmp_path / "cache", classes_per_task=2, heldout_fraction=0.3, max_per_class=3,
+                          max_eval_per_class=2)
+    assert tokenised == [3 * (3 + 2)]  # 3 classes x (3 training + 2 held-out): only what is kept is tokenised
+    assert capped.info["examples"] == {"food+sport": [6, 4], "weather": [3, 2]}
+    for small, full in zip(capped.tasks, whole.tasks):  # each class keeps the first texts of its seeded order
+        assert list(small.splits[EVAL_SPLIT]) == first(full.splits[EVAL_SPLIT], small.labels, 2)
+        assert list(small.train) == first(full.train, small.labels, 3)
+    with pytest.raises(UserError, match=r"^task.max_eval_per_class=0: must be an integer >= 1 or null$"):
+        classes_from(jsonl, tmp_path / "cache", max_eval_per_class=0)

@@ -30,18 +30,24 @@ def saved_config_dir(run_dir: Path) -> Path:
     return config.parent
 
 
-def replayed_overrides(config_sources: Sequence[Any], own: list[str]) -> list[str]:
-    """The overrides a run records: its own, or, for a run replayed from a saved config (a rerun or
-    a resume), those of the run it replays with the keys it sets itself replaced, so that a summary
-    labels and groups it with that run (a rerun would otherwise record none: its config file holds them).
+def replayed_run(config_sources: Sequence[Any]) -> Path | None:
+    """The run directory whose saved config this process replays (a rerun or a resume), or None.
 
     config_sources: Hydra's runtime.config_sources; the "main" one is where --config-path pointed.
     """
     for source in config_sources:
         config_dir = Path(source.path)
         if source.provider == "main" and config_dir.name == ".hydra" and (config_dir.parent / RESULTS_FILE).is_file():
-            return layered(load_results(config_dir.parent).get("overrides", []), own)
-    return own
+            return config_dir.parent
+    return None
+
+
+def replayed_overrides(config_sources: Sequence[Any], own: list[str]) -> list[str]:
+    """The overrides a run records: its own, or, for a run replayed from a saved config (a rerun or
+    a resume), those of the run it replays with the keys it sets itself replaced, so that a summary
+    labels and groups it with that run (a rerun would otherwise record none: its config file holds them)."""
+    replayed = replayed_run(config_sources)
+    return own if replayed is None else layered(load_results(replayed).get("overrides", []), own)
 
 
 # Directories reach Hydra through the environment, never through its override grammar: job

