@@ -158,18 +158,20 @@ class SelfModifyingTitans(nn.Module):
                      basis: torch.Tensor | None = None):
         """A chunk's keys, rates and inner steps, all at the chunk's start state (Eq. 90), whose
         memories M(z) = (W + E) z are `maps` = W + E (N, R, d): one product reads all of them. With a
-        `basis` (H, R', c), `maps` are coordinates (N, c, d), the memories' maps basis @ maps, and R'
-        rows (those of every in-context memory but mem) are read.
+        `basis`, W_0's rows (H, R', d) of every in-context memory but mem, `maps` are the coordinates
+        [Phi; Psi + I] (N, 2d, d) of W + E = W_0 Phi + E (Psi + I), and those R' rows are read.
 
         x (N, C, d); fixed_reads: the static memories' reads of x; alpha_bias None: no weight decay.
         Returns k (N, C, d), eta and log alpha (N, C), and the step -eta_t grad of every in-context
         memory, (N, C, R) (in a basis, its coordinates (N, C, c)).
         """
-        reads = x @ maps.transpose(1, 2)  # (N, C, R)
+        coords = x @ maps.transpose(1, 2)  # (N, C, R)
         if basis is None:
-            reads = self.by_name(self.dynamic, reads)
-        else:
-            reads = self.by_name([n for n in self.dynamic if n != "mem"], per_head(reads, basis))
+            reads = self.by_name(self.dynamic, coords)
+        else:  # (W_0 Phi + E (Psi + I)) z: W_0 times the first d coordinates, plus the last d in the rows E holds
+            d = self.d_head
+            reads = self.by_name([n for n in self.dynamic if n != "mem"], per_head(coords[..., :d], basis))
+            reads.update({n: r + coords[..., d:] for n, r in reads.items() if self.rows[n] > 1})
         reads.update(fixed_reads)
         k = F.normalize(reads["k"], dim=-1)
         v = F.normalize(reads["v"], dim=-1)
@@ -202,7 +204,7 @@ class SelfModifyingTitans(nn.Module):
             eye, zeros = torch.eye(d, dtype=x.dtype, device=x.device), x.new_zeros(d, d)
             memory = torch.cat([eye, zeros]).repeat(B * H, 1, 1)  # Phi_0 = I, Psi_0 = 0, (N, 2d, d)
             shift = torch.cat([zeros, eye])  # E in the basis, (2d, d)
-            readers = basis[:, self.row_indices([n for n in self.dynamic if n != "mem"], self.dynamic)]  # (H, R - d, 2d)
+            readers = self.stacked(self.dynamic)[:, self.row_indices([n for n in self.dynamic if n != "mem"], self.dynamic)]  # (H, R - d, d)
             out_rows = slice(None)
         else:
             basis, readers, memory, shift, out_rows = None, None, self.initial_state(B), residual, mem_rows
