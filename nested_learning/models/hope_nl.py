@@ -155,22 +155,22 @@ class SelfModifyingTitans(nn.Module):
         return self.by_name(self.static, per_head(x, maps))
 
     def chunk_inputs(self, maps: torch.Tensor, x: torch.Tensor, fixed_reads: dict[str, torch.Tensor], eta_bias, alpha_bias,
-                     basis: torch.Tensor | None = None):
+                     initial: torch.Tensor | None = None):
         """A chunk's keys, rates and inner steps, all at the chunk's start state (Eq. 90), whose
-        memories M(z) = (W + E) z are `maps` = W + E (N, R, d): one product reads all of them. With a
-        `basis`, W_0's rows (H, R', d) of every in-context memory but mem, `maps` are the coordinates
-        [Phi; Psi + I] (N, 2d, d) of W + E = W_0 Phi + E (Psi + I), and those R' rows are read.
+        memories M(z) = (W + E) z are `maps` = W + E (N, R, d): one product reads all of them. Given
+        `initial`, the rows of W_0 (H, R', d) of every in-context memory but mem, `maps` are instead the
+        coordinates [Phi; Psi + I] (N, 2d, d) of W + E = W_0 Phi + E (Psi + I), and those R' rows are read.
 
         x (N, C, d); fixed_reads: the static memories' reads of x; alpha_bias None: no weight decay.
         Returns k (N, C, d), eta and log alpha (N, C), and the step -eta_t grad of every in-context
-        memory, (N, C, R) (in a basis, its coordinates (N, C, c)).
+        memory, (N, C, R) (given `initial`, its coordinates (N, C, 2d)).
         """
         coords = x @ maps.transpose(1, 2)  # (N, C, R)
-        if basis is None:
+        if initial is None:
             reads = self.by_name(self.dynamic, coords)
         else:  # (W_0 Phi + E (Psi + I)) z: W_0 times the first d coordinates, plus the last d in the rows E holds
             d = self.d_head
-            reads = self.by_name([n for n in self.dynamic if n != "mem"], per_head(coords[..., :d], basis))
+            reads = self.by_name([n for n in self.dynamic if n != "mem"], per_head(coords[..., :d], initial))
             reads.update({n: r + coords[..., d:] for n, r in reads.items() if self.rows[n] > 1})
         reads.update(fixed_reads)
         k = F.normalize(reads["k"], dim=-1)
@@ -198,16 +198,16 @@ class SelfModifyingTitans(nn.Module):
         if self.parallel and 2 * d < residual.shape[0]:
             # Every write is a combination of the rows of W_c and E (g_t = (W_c + E)(-eta_t (k_t - v_t))),
             # and the decay multiplies W from the right, so W_t = W_0 Phi_t + E Psi_t: the recurrence runs
-            # on the 2d coordinates [Phi; Psi] (N, 2d, d) in the basis [W_0 | E] (H, R, 2d) instead of the
-            # R = 3d + 2 rows, and W_0 enters through per-head products only.
-            basis = torch.cat([self.stacked(self.dynamic), residual.expand(H, -1, -1)], dim=2)  # (H, R, 2d)
+            # on the 2d coordinates [Phi; Psi] (N, 2d, d) instead of the R = 3d + 2 rows, and W_0 enters
+            # through per-head products only.
+            initial = self.stacked(self.dynamic)  # W_0, (H, R, d)
             eye, zeros = torch.eye(d, dtype=x.dtype, device=x.device), x.new_zeros(d, d)
             memory = torch.cat([eye, zeros]).repeat(B * H, 1, 1)  # Phi_0 = I, Psi_0 = 0, (N, 2d, d)
-            shift = torch.cat([zeros, eye])  # E in the basis, (2d, d)
-            readers = self.stacked(self.dynamic)[:, self.row_indices([n for n in self.dynamic if n != "mem"], self.dynamic)]  # (H, R - d, d)
+            shift = torch.cat([zeros, eye])  # E's coordinates, (2d, d)
+            readers = initial[:, self.row_indices([n for n in self.dynamic if n != "mem"], self.dynamic)]  # (H, R - d, d)
             out_rows = slice(None)
         else:
-            basis, readers, memory, shift, out_rows = None, None, self.initial_state(B), residual, mem_rows
+            initial, readers, memory, shift, out_rows = None, None, self.initial_state(B), residual, mem_rows
         surprise = torch.zeros_like(memory) if self.momentum else None
         update = delta_chunk if self.parallel else delta_tokens
         out = []
@@ -223,8 +223,8 @@ class SelfModifyingTitans(nn.Module):
             )
             out.append(mem_read)  # W_mem,t q_t (N, C, d), or its coordinates (N, C, 2d)
         out = torch.cat(out, dim=1)
-        if basis is not None:
-            out = per_head(out, basis[:, mem_rows])  # (N, T, d)
+        if initial is not None:  # (W_0,mem Phi_t + Psi_t) q_t: E is the identity in mem's rows
+            out = per_head(out[..., :d], initial[:, mem_rows]) + out[..., d:]  # (N, T, d)
         return merge_heads(q + out, B, head_major=True)  # o_t = M_mem,t(q_t) = q_t + W_mem,t q_t, (B, T, D)
 
 
