@@ -173,8 +173,7 @@ class SelfModifyingTitans(nn.Module):
             reads = self.by_name([n for n in self.dynamic if n != "mem"], per_head(coords[..., :d], initial))
             reads.update({n: r + coords[..., d:] for n, r in reads.items() if self.rows[n] > 1})
         reads.update(fixed_reads)
-        k = F.normalize(reads["k"], dim=-1)
-        v = F.normalize(reads["v"], dim=-1)
+        k, v = unit(reads["k"]), unit(reads["v"])
         eta = self.eta_max * torch.sigmoid(reads["eta"][..., 0] + eta_bias[:, None])  # (N, C)
         if alpha_bias is None:
             log_alpha = torch.zeros_like(eta)  # alpha_t = 1
@@ -187,7 +186,7 @@ class SelfModifyingTitans(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, H, d = x.shape[0], self.n_heads, self.d_head
         x = self.conv(x)
-        q = F.normalize(split_heads(self.w_q(x), H, head_major=True), dim=-1)  # (N, T, d)
+        q = unit(split_heads(self.w_q(x), H, head_major=True))  # (N, T, d)
         x = split_heads(x, H, head_major=True)  # (N, T, d)
         eta_bias = self.eta_bias.repeat_interleave(B)  # (N,), head-major like N
         alpha_bias = None if self.alpha_bias is None else self.alpha_bias.repeat_interleave(B)
@@ -226,6 +225,12 @@ class SelfModifyingTitans(nn.Module):
         if initial is not None:  # (W_0,mem Phi_t + Psi_t) q_t: E is the identity in mem's rows
             out = per_head(out[..., :d], initial[:, mem_rows]) + out[..., d:]  # (N, T, d)
         return merge_heads(q + out, B, head_major=True)  # o_t = M_mem,t(q_t) = q_t + W_mem,t q_t, (B, T, D)
+
+
+def unit(x: torch.Tensor) -> torch.Tensor:
+    """F.normalize(x, dim=-1) (x / max(|x|, 1e-12)) as a product with the reciprocal norm, whose backward is
+    cheaper than the division's (one thread: the mixer's forward+backward 5-9% faster)."""
+    return x * x.square().sum(-1, keepdim=True).clamp_min(1e-24).rsqrt()
 
 
 def per_head(x: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
