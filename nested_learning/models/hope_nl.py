@@ -169,9 +169,9 @@ class SelfModifyingTitans(nn.Module):
         if initial is None:
             reads = self.by_name(self.dynamic, coords)
         else:  # (W_0 Phi + E (Psi + I)) z: W_0 times the first d coordinates, plus the last d in the rows E holds
-            d = self.d_head
-            reads = self.by_name([n for n in self.dynamic if n != "mem"], per_head(coords[..., :d], initial))
-            reads.update({n: r + coords[..., d:] for n, r in reads.items() if self.rows[n] > 1})
+            phi, psi = coords.split(self.d_head, dim=-1)  # split, not slices: no zero-filled gradients in backward
+            reads = self.by_name([n for n in self.dynamic if n != "mem"], per_head(phi, initial))
+            reads.update({n: r + psi for n, r in reads.items() if self.rows[n] > 1})
         reads.update(fixed_reads)
         k, v = unit(reads["k"]), unit(reads["v"])
         eta = self.eta_max * torch.sigmoid(reads["eta"][..., 0] + eta_bias[:, None])  # (N, C)
@@ -223,7 +223,8 @@ class SelfModifyingTitans(nn.Module):
             out.append(mem_read)  # W_mem,t q_t (N, C, d), or its coordinates (N, C, 2d)
         out = torch.cat(out, dim=1)
         if initial is not None:  # (W_0,mem Phi_t + Psi_t) q_t: E is the identity in mem's rows
-            out = per_head(out[..., :d], initial[:, mem_rows]) + out[..., d:]  # (N, T, d)
+            phi, psi = out.split(d, dim=-1)
+            out = per_head(phi, initial[:, mem_rows]) + psi  # (N, T, d)
         return merge_heads(q + out, B, head_major=True)  # o_t = M_mem,t(q_t) = q_t + W_mem,t q_t, (B, T, D)
 
 
