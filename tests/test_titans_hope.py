@@ -77,11 +77,13 @@ def test_self_modifying_titans_matches_token_by_token_reference(chunk_size, mome
 
 
 def _one_token(smt: SelfModifyingTitans, x: torch.Tensor):
-    """q, k and eta of a one-token input (B, 1, D) at the initial state, per head: (N, d), (N, d), (N,)."""
+    """q, k and eta of a one-token input (B, 1, D) at the initial state, per head in the mixer's
+    head-major layout: (N, d), (N, d), (N,)."""
     xc = smt.conv(x)
-    q = F.normalize(split_heads(smt.w_q(xc), smt.n_heads), dim=-1)[:, 0]
+    q = F.normalize(split_heads(smt.w_q(xc), smt.n_heads, head_major=True), dim=-1)[:, 0]
     memory = smt.initial_state(x.shape[0]) + smt.residual(smt.dynamic)  # W_0 + E: the memories' maps
-    k, eta, _, _ = smt.chunk_inputs(memory, split_heads(xc, smt.n_heads), {}, smt.eta_bias.repeat(x.shape[0]), smt.alpha_bias.repeat(x.shape[0]))
+    bias = smt.eta_bias.repeat_interleave(x.shape[0]), smt.alpha_bias.repeat_interleave(x.shape[0])
+    k, eta, _, _ = smt.chunk_inputs(memory, split_heads(xc, smt.n_heads, head_major=True), {}, *bias)
     return q, k[:, 0], eta[:, 0]
 
 
@@ -99,7 +101,7 @@ def test_gd_drops_the_dgd_term_on_one_step():
         q, k, eta = _one_token(dgd, x)
         w_mem = dgd.initial_state(3)[:, 2 * 4 : 3 * 4]  # W_mem,0 per head, (N, d, d)
         term = -eta[:, None] * (w_mem @ k.unsqueeze(-1)).squeeze(-1) * (k * q).sum(-1, keepdim=True)  # (N, d)
-        torch.testing.assert_close(dgd(x) - gd(x), merge_heads(term.unsqueeze(1), 3), rtol=0, atol=1e-12)
+        torch.testing.assert_close(dgd(x) - gd(x), merge_heads(term.unsqueeze(1), 3, head_major=True), rtol=0, atol=1e-12)
         assert term.abs().max() > 1e-3  # the term is not negligible here
 
 
@@ -122,7 +124,7 @@ def test_a_static_projection_never_reads_the_in_context_state(name):
     x = torch.randn(6, 5, 4)
     with torch.no_grad():
         fixed = smt.static_reads(x)
-        torch.testing.assert_close(fixed[name], x + x @ smt.initial[name].repeat(3, 1, 1).transpose(1, 2))
+        torch.testing.assert_close(fixed[name], x + x @ smt.initial[name].repeat_interleave(3, dim=0).transpose(1, 2))  # head-major
         bias = smt.eta_bias.repeat(3), smt.alpha_bias.repeat(3)
         first, second = (smt.chunk_inputs(torch.randn(6, 2 * 4 + 2, 4), x, fixed, *bias) for _ in range(2))  # unrelated states
         if name == "k":

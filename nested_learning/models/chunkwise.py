@@ -87,16 +87,19 @@ def delta_chunk(memory, surprise, momentum, q, k, eta, log_alpha, step, rows=sli
     and every read W_t q_t (the same sum with q_t for k_t and i <= t) and the end state W_C are
     products over the chunk. last: skip the end state, which nothing reads after the last chunk.
     """
+    C = k.shape[1]
     total = log_alpha.cumsum(-1)  # log gamma_t, (N, C)
     gamma = total.exp()  # gamma_t, (N, C)
-    gamma_before = F.pad(gamma[:, :-1], (1, 0), value=1.0)  # gamma_{t-1}, (N, C)
     upto = decay_matrix(log_alpha)  # [t, i] = gamma_t / gamma_i for i <= t, (N, C, C)
     before = F.pad(upto[:, :-1], (0, 0, 1, 0))  # its rows moved down one: [t, i] = gamma_{t-1} / gamma_i for i < t
-    keys, queries = k @ k.transpose(1, 2), q @ k.transpose(1, 2)  # k_t . k_i and q_t . k_i, (N, C, C)
+    # Keys and queries stacked, (N, 2C, d): each product with k or with the state is taken once for both.
+    kq = torch.cat([k, q], dim=1)
+    keys, queries = (kq @ k.transpose(1, 2)).split(C, dim=1)  # k_t . k_i and q_t . k_i, (N, C, C)
     decayed_keys, decayed_queries = before * keys, upto * queries  # times gamma_{t-1} / gamma_i and gamma_t / gamma_i
-    # The gates scale the (N, C, d) keys and queries rather than the wider (N, C, R) products.
-    rhs = (gamma_before.unsqueeze(-1) * k) @ memory.transpose(1, 2)  # gamma_{t-1} W_0 k_t, (N, C, R)
-    out = (gamma.unsqueeze(-1) * q) @ memory[:, rows].transpose(1, 2)  # gamma_t W_0 q_t, (N, C, R')
+    # The gates gamma_{t-1} (keys) and gamma_t (queries) scale the (N, 2C, d) stack rather than the wider products.
+    gates = F.pad(torch.cat([gamma[:, :-1], gamma], dim=1), (1, 0), value=1.0)  # (N, 2C)
+    rhs, out = ((gates.unsqueeze(-1) * kq) @ memory.transpose(1, 2)).split(C, dim=1)  # gamma_{t-1} W_0 k_t, gamma_t W_0 q_t
+    out = out[..., rows]  # (N, C, R')
     to_end = upto[:, -1]  # gamma_C / gamma_i, (N, C)
     if surprise is None:
         rhs = torch.baddbmm(rhs, decayed_keys, step)
@@ -104,15 +107,16 @@ def delta_chunk(memory, surprise, momentum, q, k, eta, log_alpha, step, rows=sli
         log_beta = log_alpha.new_full(log_alpha.shape[-1:], math.log(momentum))
         lag = decay_matrix(log_beta)  # [i, j] = beta^(i - j), (C, C)
         powers = log_beta.cumsum(-1).exp()  # beta^t, (C,)
-        rhs = rhs + (before @ powers).unsqueeze(-1) * (k @ surprise.transpose(1, 2)) + ((before @ lag) * keys) @ step
-        out = out + (upto @ powers).unsqueeze(-1) * (q @ surprise[:, rows].transpose(1, 2))
+        k_surprise, q_surprise = (kq @ surprise.transpose(1, 2)).split(C, dim=1)  # S_0 k_t, S_0 q_t, (N, C, R)
+        rhs = rhs + (before @ powers).unsqueeze(-1) * k_surprise + ((before @ lag) * keys) @ step
+        out = out + (upto @ powers).unsqueeze(-1) * q_surprise[..., rows]
     w = torch.linalg.solve_triangular(decayed_keys * eta.unsqueeze(1), rhs, upper=False, unitriangular=True)  # (N, C, R)
     if surprise is None:  # W_t = gamma_t W_0 + sum_{i<=t} (gamma_t / gamma_i) u_i k_i^T with u_i = g_i - eta_i w_i
-        u = step - eta.unsqueeze(-1) * w  # (N, C, R)
+        u = torch.addcmul(step, eta.unsqueeze(-1), w, value=-1.0)  # (N, C, R)
         out = out + decayed_queries @ u[..., rows]
         if last:  # nothing reads the state after the last token
             return out, memory, surprise
-        return out, per_sample(gamma[:, -1], memory) * memory + u.transpose(1, 2) @ (to_end.unsqueeze(-1) * k), None
+        return out, torch.baddbmm(per_sample(gamma[:, -1], memory) * memory, u.transpose(1, 2), to_end.unsqueeze(-1) * k), None
     written = upto @ lag  # weight of g_j k_j^T in W_t, (N, C, C)
     out = out + (written * queries) @ step[..., rows] - (decayed_queries * eta.unsqueeze(1)) @ w[..., rows]
     if last:

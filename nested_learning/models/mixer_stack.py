@@ -43,7 +43,8 @@ class CausalConv1d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         T = x.shape[1]
-        return self.conv(x.transpose(1, 2))[..., :T].transpose(1, 2)  # left padding only: causal
+        # contiguous (B, D, T): the convolution's backward on the transposed view takes 1.4x as long (one thread)
+        return self.conv(x.transpose(1, 2).contiguous())[..., :T].transpose(1, 2)  # left padding only: causal
 
 
 class MixerCMSBlock(nn.Module):

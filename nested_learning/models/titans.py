@@ -36,15 +36,20 @@ from nested_learning.models.mixer_stack import CausalConv1d, MixerCMSLM, check_c
 State = list[torch.Tensor]  # a memory's weights, each (N, ...) with N = batch x heads
 
 
-def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
-    """(B, T, H d) -> (B H, T, d): heads become independent memories in the batch dimension."""
+def split_heads(x: torch.Tensor, n_heads: int, head_major: bool = False) -> torch.Tensor:
+    """(B, T, H d) -> (B H, T, d): heads become independent memories in the batch dimension.
+    head_major: (H B, T, d) instead, so that one head's samples are contiguous and a per-head matrix
+    multiplies all of them in one product (hope_nl)."""
     B, T, _ = x.shape
-    return x.view(B, T, n_heads, -1).transpose(1, 2).reshape(B * n_heads, T, -1)
+    x = x.view(B, T, n_heads, -1)
+    return (x.permute(2, 0, 1, 3) if head_major else x.transpose(1, 2)).reshape(B * n_heads, T, -1)
 
 
-def merge_heads(x: torch.Tensor, batch: int) -> torch.Tensor:
-    """(B H, T, d) -> (B, T, H d)."""
+def merge_heads(x: torch.Tensor, batch: int, head_major: bool = False) -> torch.Tensor:
+    """(B H, T, d) -> (B, T, H d); head_major: from (H B, T, d)."""
     N, T, d = x.shape
+    if head_major:
+        return x.view(N // batch, batch, T, d).permute(1, 2, 0, 3).reshape(batch, T, -1)
     return x.view(batch, N // batch, T, d).transpose(1, 2).reshape(batch, T, -1)
 
 
