@@ -1,6 +1,6 @@
 """Archive the raw per-run results behind a published table: each finished job's results.json, gzipped.
 
-    python scripts/archive_results.py SWEEP_DIR [SWEEP_DIR ...] --out docs/results/EXPERIMENT
+    python scripts/archive_results.py SWEEP_DIR [SWEEP_DIR ...] --out docs/results/EXPERIMENT [--seeds 0 1]
 
 Writes OUT/<job directory name>/results.json.gz for every complete job of the sweeps (failed or
 unfinished jobs are named and left out), byte-for-byte the run's own file, compressed
@@ -21,15 +21,19 @@ from nested_learning.errors import UserError
 from nested_learning.analysis.results import ARCHIVED_FILE, RESULTS_FILE, load_results
 
 
-def archive(sweep_dirs: list[Path], out: Path) -> tuple[list[str], list[str]]:
-    """Copy every complete job's results.json into out; returns (archived job names, skipped 'job: why')."""
+def archive(sweep_dirs: list[Path], out: Path, seeds: list[int] | None = None) -> tuple[list[str], list[str]]:
+    """Copy every complete job's results.json into out (only the given seeds' jobs, if seeds);
+    returns (archived job names, skipped 'job: why')."""
     jobs: dict[str, Path] = {}
     skipped = []
     for sweep_dir in sweep_dirs:
         if not sweep_dir.is_dir():
             raise UserError(f"{sweep_dir}: not a directory; give multirun directories (outputs/multiruns/...)")
         for job in sorted(p for p in sweep_dir.iterdir() if (p / RESULTS_FILE).is_file()):
-            status = load_results(job).get("status")
+            result = load_results(job)
+            status = result.get("status")
+            if seeds is not None and result.get("seed") not in seeds:
+                continue
             if status != "complete":
                 skipped.append(f"{job}: status {status}")
             elif job.name in jobs:
@@ -50,9 +54,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sweep_dirs", type=Path, nargs="+", help="multirun directories whose jobs the table reads")
     parser.add_argument("--out", type=Path, required=True, help="the archive directory, e.g. docs/results/formal_languages (new, or one to add runs to)")
+    parser.add_argument("--seeds", type=int, nargs="+", help="archive only these seeds' jobs, e.g. the whole seeds of a sweep "
+                        "still running (seeds are outermost in the experiments' sweeps); later seeds are added by a later call")
     args = parser.parse_args()
     try:
-        archived, skipped = archive(args.sweep_dirs, args.out)
+        archived, skipped = archive(args.sweep_dirs, args.out, args.seeds)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
