@@ -56,6 +56,19 @@ def test_archive_grows_by_later_sweeps_and_never_overwrites(tmp_path):
     assert missing.returncode == 2 and "nowhere: not a directory" in missing.stderr
 
 
+def test_archive_takes_the_whole_seeds_of_a_running_sweep_and_later_seeds_after(tmp_path):
+    sweep = tmp_path / "sweep"
+    for job, (seed, acc, status) in enumerate([(0, 0.5, "complete"), (0, 0.25, "complete"), (1, 0.75, "complete"), (1, 0.0, "running")]):
+        write_results(sweep / f"{job}_seed={seed}", {**_record(acc, status), "seed": seed})
+    whole = call_script("archive_results.py", sweep, "--out", tmp_path / "out", "--seeds", "0")
+    assert whole.returncode == 0 and "archived 2 runs" in whole.stdout and whole.stderr == ""  # seed 1's jobs not even named
+    assert [(r["seed"], r["metrics"]["acc"]) for r in load_sweep(tmp_path / "out").runs] == [(0, 0.5), (0, 0.25)]
+    write_results(sweep / "3_seed=1", {**_record(0.125), "seed": 1})  # the sweep finished seed 1
+    later = call_script("archive_results.py", sweep, "--out", tmp_path / "out", "--seeds", "1")
+    assert later.returncode == 0 and "archived 2 runs" in later.stdout
+    assert [(r["seed"], r["metrics"]["acc"]) for r in load_sweep(tmp_path / "out").runs] == [(0, 0.5), (0, 0.25), (1, 0.75), (1, 0.125)]
+
+
 def test_the_formal_languages_tables_are_rebuilt_from_their_archives(tmp_path):
     """docs/formal_languages.md's learning-rate grid and Table 5 are what its documented command makes of
     docs/results/formal_languages/ (the sweep at 1e-3) and docs/results/formal_languages_lr/ (the grid, the reruns)."""
@@ -151,3 +164,14 @@ def test_the_text_table_names_the_lstm_pairs_seeds_and_measures_the_weakest_task
     assert "| naive | `hope_nl` | `lstm` | +0.053 [+0.021, +0.084] | -0.025 [-0.089, +0.039] | paired by seed |" in table
     bad = call_script("text_table.py", tmp_path / "sweep", "--references", "transformer")
     assert bad.returncode == 2 and bad.stderr.strip() == "error: --references transformer: no such model in the runs; they have hope_nl, lstm"
+
+
+def test_the_continual_text_tables_are_rebuilt_from_their_archive(tmp_path):
+    """docs/continual_text.md's tables are what scripts/text_table.py makes of docs/results/continual_text."""
+    built = call_script("text_table.py", REPO / "docs" / "results" / "continual_text", "--out", tmp_path)
+    assert built.returncode == 0, built.stderr
+    table = (tmp_path / "text_table.md").read_text()
+    assert table in (REPO / "docs" / "continual_text.md").read_text()
+    for strategy in ("naive", "replay", "joint"):  # every model under every strategy has archived runs
+        for model in ("lstm", "transformer", "linear_attention", "deltanet", "hope", "cms", "titans", "hope_nl", "hope_attention"):
+            assert f"\n| {strategy} | `{model}` | " in table, (strategy, model)
