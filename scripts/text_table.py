@@ -7,7 +7,8 @@ the accuracy matrix's diagonal: was each task learned?), ACC (its last row), for
 and, where the task records a unigram baseline (task=text_domains), the weakest task's LA as a
 multiple of its unigram accuracy and the perplexity at the end. Then each model's difference to
 every reference model (the Transformer, and the LSTM that experiment=continual_text makes of `rnn`)
-in ACC and forgetting under the same strategy, paired by seed. Writes text_table.md (printed too) and
+in ACC and forgetting under the same strategy, paired by seed, and each strategy's difference to naive
+fine-tuning, model by model. Writes text_table.md (printed too) and
 text_table.png (ACC against forgetting, one panel per strategy, 95% intervals as bars) into --out
 (default: the first SWEEP_DIR).
 """
@@ -84,20 +85,29 @@ def results_table(groups: dict[tuple[str, str], list[dict]]) -> str:
     return "\n".join(lines)
 
 
-def differences_table(groups: dict[tuple[str, str], list[dict]], references: list[str]) -> str:
+def differences_table(groups: dict[tuple[str, str], list[dict]], pairs: list[tuple[tuple[str, str], tuple[str, str]]]) -> str:
+    """ACC and forgetting of each (model, strategy) minus its counterpart, paired by seed where the seeds match."""
     head = ["strategy", "model", "against", "ACC difference", "forgetting difference", "pairing"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for reference in references:
-        for key in sorted(groups, key=_order):
-            model, strategy = key
-            if model == reference or (reference, strategy) not in groups:
-                continue
-            cells = [strategy, f"`{model}`", f"`{reference}`"]
-            for metric in ("acc", "forgetting"):
-                diff, low, high, how = difference_interval(groups[key], groups[(reference, strategy)], metric)
-                cells.append(f"{diff:+.3f}" if math.isnan(low) else f"{diff:+.3f} [{low:+.3f}, {high:+.3f}]")
-            lines.append("| " + " | ".join(cells + [how]) + " |")
+    for key, against in pairs:
+        cells = [key[1], f"`{key[0]}`", f"`{against[0]}`" if against[1] == key[1] else against[1]]
+        for metric in ("acc", "forgetting"):
+            diff, low, high, how = difference_interval(groups[key], groups[against], metric)
+            cells.append(f"{diff:+.3f}" if math.isnan(low) else f"{diff:+.3f} [{low:+.3f}, {high:+.3f}]")
+        lines.append("| " + " | ".join(cells + [how]) + " |")
     return "\n".join(lines)
+
+
+def model_pairs(groups: dict[tuple[str, str], list[dict]], references: list[str]) -> list:
+    """Every model against each reference model under the same strategy."""
+    return [((model, strategy), (reference, strategy)) for reference in references for model, strategy in sorted(groups, key=_order)
+            if model != reference and (reference, strategy) in groups]
+
+
+def strategy_pairs(groups: dict[tuple[str, str], list[dict]], baseline: str = "naive") -> list:
+    """Every other strategy against naive fine-tuning, model by model."""
+    return [((model, strategy), (model, baseline)) for model, strategy in sorted(groups, key=lambda k: (_order((k[0], ""))[2:], _order(k)))
+            if strategy != baseline and (model, baseline) in groups]
 
 
 def figure(groups: dict[tuple[str, str], list[dict]]) -> plt.Figure:
@@ -137,7 +147,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     text = (f"Mean [95% interval] over seeds.\n\n{results_table(groups)}\n\n"
-            f"Differences (model - reference), mean [95% interval]:\n\n{differences_table(groups, args.references)}\n")
+            f"Differences (model - reference), mean [95% interval]:\n\n{differences_table(groups, model_pairs(groups, args.references))}\n\n"
+            f"Strategies against naive fine-tuning, model by model (strategy - naive):\n\n"
+            f"{differences_table(groups, strategy_pairs(groups))}\n")
     out = args.out or args.sweep_dirs[0]
     out.mkdir(parents=True, exist_ok=True)
     (out / "text_table.md").write_text(text)

@@ -153,6 +153,8 @@ def test_the_text_table_names_the_lstm_pairs_seeds_and_measures_the_weakest_task
         _text_run("rnn", "naive", 1, [0.12, 0.22], [0.08, 0.22], cell="lstm"),
         _text_run("hope_nl", "naive", 0, [0.08, 0.30], [0.07, 0.30]),
         _text_run("hope_nl", "naive", 1, [0.10, 0.32], [0.08, 0.32]),
+        _text_run("rnn", "replay", 0, [0.10, 0.20], [0.10, 0.20], cell="lstm"),
+        _text_run("rnn", "replay", 1, [0.12, 0.22], [0.12, 0.22], cell="lstm"),
     ]):
         write_results(tmp_path / "sweep" / f"{job}_{run['model']}_{run['seed']}", run)
     built = call_script("text_table.py", tmp_path / "sweep", "--references", "lstm")
@@ -162,6 +164,8 @@ def test_the_text_table_names_the_lstm_pairs_seeds_and_measures_the_weakest_task
     assert "| naive | `lstm` | 2 | 0.160 [0.033, 0.287] | 0.140 [0.013, 0.267] | +0.040 [+0.040, +0.040] | 4.2x | 100 |" in table
     # hope_nl - LSTM, paired by seed: ACC (0.185 - 0.13, 0.20 - 0.15) = 0.055, 0.05; forgetting (0.01 - 0.04, 0.02 - 0.04)
     assert "| naive | `hope_nl` | `lstm` | +0.053 [+0.021, +0.084] | -0.025 [-0.089, +0.039] | paired by seed |" in table
+    # replay - naive for the LSTM, paired by seed: ACC 0.15 - 0.13 and 0.17 - 0.15, forgetting 0 - 0.04 both times
+    assert "| replay | `lstm` | naive | +0.020 [+0.020, +0.020] | -0.040 [-0.040, -0.040] | paired by seed |" in table
     bad = call_script("text_table.py", tmp_path / "sweep", "--references", "transformer")
     assert bad.returncode == 2 and bad.stderr.strip() == "error: --references transformer: no such model in the runs; they have hope_nl, lstm"
 
