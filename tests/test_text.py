@@ -97,6 +97,15 @@ def test_domain_windows_have_next_token_targets(jsonl, tmp_path):
     again = text_domains(source="jsonl", path=str(jsonl), text_column="sentence", label_column="intent",
                          tokenizer="byte", window=8, heldout_fraction=0.2, cache_dir=None)
     assert again.tasks == seq.tasks
+    capped = text_domains(source="jsonl", path=str(jsonl), text_column="sentence", label_column="intent",
+                          tokenizer="byte", window=8, heldout_fraction=0.2, cache_dir=None, max_per_domain=3,
+                          max_eval_per_domain=1)
+    assert capped.info["documents"] == {"food": [3, 1], "sport": [3, 1], "weather": [3, 1]}
+    for small, full in zip(capped.tasks, seq.tasks):  # the first articles of each side's seeded order
+        assert small.splits[EVAL_SPLIT][0] == full.splits[EVAL_SPLIT][0] and small.train[0] == full.train[0]
+        assert len(small.train) < len(full.train)
+    with pytest.raises(UserError, match=r"^task.max_per_domain=0: must be an integer >= 1 or null$"):
+        text_domains(source="jsonl", path=str(jsonl), text_column="sentence", label_column="intent", max_per_domain=0)
 
 
 def test_label_position_accuracy_on_a_hand_made_batch():

@@ -160,6 +160,8 @@ def text_domains(
     tokenizer: str = "bpe",
     vocab_size: int = 2000,
     window: int = 64,
+    max_per_domain: int | None = None,
+    max_eval_per_domain: int | None = None,
     max_windows: int | None = None,
     max_eval_windows: int | None = None,
     repeats: int = 1,
@@ -169,12 +171,14 @@ def text_domains(
 ) -> TaskSequence:
     """One language-modelling task per domain (label), in the order of `domains` (default: sorted)."""
     _check_int("task.window", window, 1)
+    _check_int("task.max_per_domain", max_per_domain, 1, allow_none=True)
+    _check_int("task.max_eval_per_domain", max_eval_per_domain, 1, allow_none=True)
     _check_int("task.max_windows", max_windows, 1, allow_none=True)
     _check_int("task.max_eval_windows", max_eval_windows, 1, allow_none=True)
     _check_int("task.repeats", repeats, 1)
     records = load_records(source, path, text_column, label_column, dataset, config, split)
     tokenised, tokenizer_json, vocabulary = prepare(records, domains, "task.domains", heldout_fraction, seed, tokenizer,
-                                                    vocab_size, cache_dir, tokenizer_file)
+                                                    vocab_size, cache_dir, tokenizer_file, max_per_domain, max_eval_per_domain)
     tasks, info = [], {**_tokenizer_info(tokenizer, tokenizer_file, tokenizer_json, vocabulary), "window": window,
                        "documents": {}, "windows": {}, "unigram_accuracy": [], "unigram_perplexity": []}
     for domain, (train_docs, held_docs) in tokenised.items():
