@@ -4,8 +4,9 @@
 
 Per strategy, one row per model, mean and Student-t 95% interval over seeds: LA (learning accuracy,
 the accuracy matrix's diagonal: was each task learned?), ACC (its last row), forgetting (Chaudhry),
-and, where the task records a unigram baseline (task=text_domains), the weakest task's LA as a
-multiple of its unigram accuracy and the perplexity at the end. Then each model's difference to
+and the weakest task's LA as a multiple of the task's baseline: its unigram accuracy (task=text_domains,
+then also the perplexity at the end) or its majority-class accuracy (task=text_classes; a one-class task,
+whose baseline is 1, has nothing to tell apart and is left out of the minimum). Then each model's difference to
 every reference model (the Transformer, and the LSTM that experiment=continual_text makes of `rnn`)
 in ACC and forgetting under the same strategy, paired by seed, and each strategy's difference to naive
 fine-tuning, model by model. Writes text_table.md (printed too) and
@@ -64,23 +65,37 @@ def _cell(xs: list[float], signed: bool = False) -> str:
     return f"{mean:{fmt}}" if math.isnan(low) else f"{mean:{fmt}} [{low:{fmt}}, {high:{fmt}}]"
 
 
-def weakest_over_unigram(run: dict) -> float:
-    """min over tasks of LA / the task's unigram accuracy: how far above guessing the most frequent token the
-    model got on the task it learned worst."""
+BASELINES = {"unigram_accuracy": "unigram", "majority_accuracy": "majority class"}  # task_info key -> its name
+
+
+def baseline_of(groups: dict[tuple[str, str], list[dict]]) -> str | None:
+    """The task_info key of the baseline every run records, if any."""
+    infos = [run.get("task_info") or {} for runs in groups.values() for run in runs]
+    return next((key for key in BASELINES if all(key in info for info in infos)), None)
+
+
+def weakest_over_baseline(run: dict, key: str) -> float:
+    """min over tasks of LA / the task's baseline accuracy (`key` in task_info): how far above always answering the
+    most frequent token (or class) the model got on the task it learned worst. Tasks whose baseline is 1 are left out."""
     diagonal = np.diag(np.asarray(run["accuracy_matrix"], float))
-    return float(np.min(diagonal / np.asarray(run["task_info"]["unigram_accuracy"], float)))
+    baseline = np.asarray(run["task_info"][key], float)
+    return float(np.min(diagonal[baseline < 1] / baseline[baseline < 1]))
 
 
 def results_table(groups: dict[tuple[str, str], list[dict]]) -> str:
-    lm = all("unigram_accuracy" in (runs[0].get("task_info") or {}) for runs in groups.values())
-    head = ["strategy", "model", "n", *COLUMNS.values()] + (["weakest LA / unigram", "perplexity at the end"] if lm else [])
+    baseline = baseline_of(groups)
+    lm = baseline == "unigram_accuracy"
+    head = ["strategy", "model", "n", *COLUMNS.values()] + ([f"weakest LA / {BASELINES[baseline]}"] if baseline else []) + (
+        ["perplexity at the end"] if lm else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key in sorted(groups, key=_order):
         runs = groups[key]
         cells = [key[1], f"`{key[0]}`", str(len(runs))]
         cells += [_cell([r["metrics"][m] for r in runs], signed=m == "forgetting") for m in COLUMNS]
+        if baseline:
+            cells.append(f"{np.mean([weakest_over_baseline(r, baseline) for r in runs]):.1f}x")
         if lm:
-            cells += [f"{np.mean([weakest_over_unigram(r) for r in runs]):.1f}x", f"{np.mean([r['metrics']['ppl'] for r in runs]):.0f}"]
+            cells.append(f"{np.mean([r['metrics']['ppl'] for r in runs]):.0f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

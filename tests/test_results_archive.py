@@ -170,6 +170,19 @@ def test_the_text_table_names_the_lstm_pairs_seeds_and_measures_the_weakest_task
     assert bad.returncode == 2 and bad.stderr.strip() == "error: --references transformer: no such model in the runs; they have hope_nl, lstm"
 
 
+def test_class_incremental_runs_are_measured_against_each_tasks_majority_class(tmp_path):
+    for seed, first in enumerate([0.8, 0.6]):  # task b has one class: its baseline is 1 and it is left out of the minimum
+        run = _text_run("transformer", "naive", seed, [first, 1.0], [0.0, 1.0])
+        run["task_info"] = {"majority_accuracy": [0.5, 1.0]}
+        del run["metrics"]["ppl"]
+        write_results(tmp_path / "sweep" / f"{seed}_transformer", run)
+    built = call_script("text_table.py", tmp_path / "sweep", "--references", "transformer")
+    assert built.returncode == 0, built.stderr
+    table = (tmp_path / "sweep" / "text_table.md").read_text()
+    assert "| strategy | model | n | LA | ACC | forgetting | weakest LA / majority class |\n" in table  # no perplexity
+    assert "| naive | `transformer` | 2 | 0.850 [0.215, 1.485] | 0.500 [0.500, 0.500] | +0.700 [-0.571, +1.971] | 1.4x |" in table
+
+
 def test_the_continual_text_tables_are_rebuilt_from_their_archive(tmp_path):
     """docs/continual_text.md's tables are what scripts/text_table.py makes of docs/results/continual_text."""
     built = call_script("text_table.py", REPO / "docs" / "results" / "continual_text", "--out", tmp_path)

@@ -12,7 +12,7 @@ import torch
 from nested_learning.data import subwords
 from nested_learning.data.subwords import Cache, build_tokenizer, encode
 from nested_learning.data.tasks import EOS, EVAL_SPLIT, PAD
-from nested_learning.data.text import split_texts, text_classes, text_domains, windows
+from nested_learning.data.text import majority_share, split_texts, text_classes, text_domains, windows
 from nested_learning.data.text_sources import bbc_records, load_records
 from nested_learning.errors import UserError
 from nested_learning.run.lit_module import restrict, token_accuracy
@@ -49,6 +49,8 @@ def test_jsonl_classes_are_label_tokens_after_the_text(jsonl, tmp_path):
     assert seq.names == ["food+sport", "weather"]  # sorted classes, two per task, the last takes the rest
     assert [t.labels for t in seq.tasks] == [("<food>", "<sport>"), ("<weather>",)]
     assert [len(t.train) for t in seq.tasks] == [14, 7] and [len(t.splits[EVAL_SPLIT]) for t in seq.tasks] == [6, 3]
+    assert seq.info["majority_accuracy"] == [0.5, 1.0]  # 3 held-out texts of each class: half, then the only class
+    assert majority_share([("a", "<pad> <x>"), ("b", "<pad> <y>"), ("c", "<x>")]) == 2 / 3
     inputs, targets = seq.tasks[1].train[0]
     inputs, targets = inputs.split(), targets.split()
     assert len(inputs) == len(targets) and inputs[-1] == EOS

@@ -192,6 +192,13 @@ def text_domains(
     return TaskSequence(name, tuple(tasks), repeats, files={TOKENIZER_FILE: tokenizer_json}, info=info)
 
 
+def majority_share(examples: Sequence[tuple[str, str]]) -> float:
+    """The accuracy of always answering the most frequent label of these examples (each target's last token): the
+    baseline a class-incremental task must beat right after training it, which models were seen to sit at."""
+    counts = Counter(targets.rsplit(" ", 1)[-1] for _, targets in examples)
+    return max(counts.values()) / len(examples)
+
+
 def label_word(label: str) -> str:
     return "<" + "_".join(label.split()) + ">"
 
@@ -260,6 +267,7 @@ def text_classes(
         tasks.append(Task(_task_name(chunk), train, {EVAL_SPLIT: held}, labels=tuple(words[c] for c in chunk)))
     info = {**_tokenizer_info(tokenizer, tokenizer_file, tokenizer_json, vocabulary), "incremental": incremental,
             "classes": {task.name: order[k * classes_per_task : (k + 1) * classes_per_task] for k, task in enumerate(tasks)},
-            "examples": {task.name: [len(task.train), len(task.splits[EVAL_SPLIT])] for task in tasks}}
+            "examples": {task.name: [len(task.train), len(task.splits[EVAL_SPLIT])] for task in tasks},
+            "majority_accuracy": [majority_share(task.splits[EVAL_SPLIT]) for task in tasks]}
     return TaskSequence(f"{name} ({incremental}-incremental)", tuple(tasks), repeats, label_scope=incremental,
                         files={TOKENIZER_FILE: tokenizer_json}, info=info)
