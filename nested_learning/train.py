@@ -299,8 +299,10 @@ def main(cfg: DictConfig) -> list[float] | float | None:
         log.setLevel(logging.WARNING)
     tag = None
     if multirun:
+        from nested_learning.cli.launcher_watch import stop_with_launcher
         from nested_learning.cli.sweep_progress import announce_job
 
+        stop_with_launcher()
         announce_job(hydra_cfg)
         tag = f"job {hydra_cfg.job.num + 1}"  # on its lines, which parallel jobs (joblib) interleave
     try:

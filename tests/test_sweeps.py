@@ -2,12 +2,16 @@
 import json
 import os
 import re
+import signal
 import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 
-from .conftest import CONF, SWEEP_JOB, assert_resume_matches, run_cli, run_script
+from .conftest import CONF, REPO, SWEEP_JOB, assert_resume_matches, run_cli, run_script
 
 
 def compose_with_hydra(*overrides):
@@ -189,3 +193,57 @@ def test_optuna_search_reports_the_pareto_front_of_acc_and_forgetting(optuna_sea
     # each trial's retention table is labelled with its rates; the summary marks the front
     assert len(re.findall(r"HOPE RETENTION  \(seed 7\) *\n *model=hope rates\.fast=0\.", out.stdout)) == 3
     assert "Pareto" in out.stdout and (tmp_path / "summary_scatter.png").is_file()
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+def test_a_joblib_sweep_killed_by_sigterm_stops_its_workers_and_resumes(tmp_path):
+    """`kill` on a joblib sweep reaches its launching process only: the loky workers must not go on training as
+    orphans (beside a resume of the same sweep); they stop, and scripts/resume.py finishes both jobs."""
+    sweep = tmp_path / "sweep"
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "nested_learning.train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+         "model=transformer", "seed=0,1", "epochs_per_task=[1,40]", "task.repeats=32", "logger=none",
+         f"hydra.sweep.dir={sweep}"],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    checkpoints = lambda: list(sweep.glob("*/checkpoints/last.ckpt"))  # noqa: E731
+    deadline = time.monotonic() + 240
+    while len(checkpoints()) < 2 and time.monotonic() < deadline and launcher.poll() is None:
+        time.sleep(0.2)
+    assert len(checkpoints()) == 2, "both jobs should have finished their first task"
+    workers = [pid for pid in _children(launcher.pid) if "popen_loky" in Path(f"/proc/{pid}/cmdline").read_text()]
+    assert len(workers) == 2
+    launcher.send_signal(signal.SIGTERM)
+    launcher.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while any(map(_running, workers)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    orphans = [pid for pid in workers if _running(pid)]
+    for pid in orphans:  # a failed check leaves no process behind
+        os.kill(pid, signal.SIGKILL)
+    assert not orphans, "the workers went on as orphans"
+    states = [json.loads(p.read_text())["status"] for p in sorted(sweep.glob("*/results.json"))]
+    assert states and "complete" not in states
+    resumed = run_script("resume.py", sweep)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "from its checkpoint" in resumed.stdout
+    assert [json.loads(p.read_text())["status"] for p in sorted(sweep.glob("*/results.json"))] == ["complete"] * 2
