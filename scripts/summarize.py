@@ -2,6 +2,7 @@
 
     python scripts/summarize.py SWEEP_DIR [--axes rates.fast rates.slow] [--reference transformer]
     python scripts/summarize.py SWEEP_DIR --split bin1 [--metric token]   # another split or accuracy
+    python scripts/summarize.py docs/results/EXPERIMENT --out DIR         # an archive, read where it is
 
 Reads every job's results.json under SWEEP_DIR (a multirun directory), groups the runs that differ
 only by seed, prints the table and writes summary.csv, summary.md (with
@@ -16,6 +17,8 @@ end of every multirun.
 Every run measures each evaluation split with each accuracy (token and sequence); the summary reads
 the runs' own choice (eval.split, eval.metric) unless --split / --metric pick another, whose files are
 then named after it (summary_bin1.md, summary_bin1_token.csv, ...) beside the sweep's own summary.
+--out writes every file into another directory instead, so that an archive (docs/results/...) stays as
+committed.
 """
 import argparse
 import sys
@@ -34,6 +37,7 @@ def main() -> int:
                         "override KEY=OPTION (e.g. optimizer=adam, cms_arm=step) to compare every other option against")
     parser.add_argument("--split", help="evaluation split to read (e.g. bin1 of task=formal); default: each run's eval.split")
     parser.add_argument("--metric", choices=("token", "sequence"), help="accuracy to read; default: each run's eval.metric")
+    parser.add_argument("--out", type=Path, help="where the files go (default: SWEEP_DIR)")
     args = parser.parse_args()
     name = "_".join(["summary"] + [choice for choice in (args.split, args.metric) if choice])
     try:
@@ -42,7 +46,7 @@ def main() -> int:
         if missing:
             raise UserError(f"--reference {args.reference}: {missing}")
         print_comparison(sweep.runs, sweep.failures, make_console())
-        written = write_summary(args.sweep_dir, sweep, tuple(args.axes) if args.axes else None, args.reference, name)
+        written = write_summary(args.sweep_dir, sweep, tuple(args.axes) if args.axes else None, args.reference, name, args.out)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

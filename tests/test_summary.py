@@ -171,6 +171,18 @@ def test_summarize_names_a_reference_model_that_is_not_in_the_sweep(tmp_path):
     assert not (tmp_path / "summary.md").exists()
 
 
+def test_summarize_out_writes_elsewhere_and_leaves_an_archive_as_it_was(tmp_path):
+    archive = tmp_path / "docs" / "results" / "study"
+    archive.mkdir(parents=True)
+    _write_jobs(archive, [_run(m, s, 0.1 * s) for m in ("hope", "transformer") for s in (0, 1)])
+    before = sorted(p.relative_to(archive) for p in archive.rglob("*"))
+    out = call_script("summarize.py", archive, "--reference", "transformer", "--out", tmp_path / "table")
+    assert out.returncode == 0, out.stderr
+    assert sorted(p.relative_to(archive) for p in archive.rglob("*")) == before  # nothing written into the archive
+    assert {p.name for p in (tmp_path / "table").iterdir()} == {"summary.csv", "summary.md", "summary_vs_reference.csv"}
+    assert (tmp_path / "table" / "summary.md").read_text().startswith("# Summary of study\n")  # named after the sweep read
+
+
 def test_undefined_metrics_and_text_axes_do_not_crash_the_summary(tmp_path):
     one_task = [{**_run(m, s, 0.0), "metrics": {"acc": 0.5, "bwt": None, "fwt": None, "forgetting": None}}
                 for m in ("hope", "rnn") for s in (0, 1)]

@@ -349,15 +349,19 @@ CSV_FLOATS = "%.6f"  # six decimals: accuracies are ratios of a few hundred toke
 
 
 def write_summary(
-    sweep_dir: str | Path, sweep: Sweep, axes: tuple[str, str] | None = None, reference: str | None = None, name: str = "summary"
+    sweep_dir: str | Path, sweep: Sweep, axes: tuple[str, str] | None = None, reference: str | None = None, name: str = "summary",
+    out_dir: str | Path | None = None,
 ) -> list[Path]:
-    """summary.csv, summary.md, summary_vs_reference.csv (with a reference model) and a figure over two axes;
-    `name` replaces "summary" in every file name (e.g. for a view of another split beside the sweep's own).
+    """summary.csv, summary.md, summary_vs_reference.csv (with a reference model) and a figure over two axes,
+    into `out_dir` (default: the sweep's own directory; an archive under docs/results/ stays untouched with
+    another); `name` replaces "summary" in every file name (e.g. for a view of another split beside the sweep's own).
 
     Each file is written on its own: one that fails (e.g. a figure) is reported in summary.md and on
     the log, and the others are still written.
     """
     sweep_dir = Path(sweep_dir)
+    out_dir = Path(out_dir) if out_dir is not None else sweep_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
     if axes and sweep.runs:
         check_axes(sweep.runs, *axes)  # bad input: an error before anything is written
     written: list[Path] = []
@@ -373,8 +377,8 @@ def write_summary(
     table = aggregate(sweep.runs) if sweep.runs else pd.DataFrame()
 
     def summary_csv() -> list[Path]:
-        table.to_csv(sweep_dir / f"{name}.csv", index=False, float_format=CSV_FLOATS)
-        return [sweep_dir / f"{name}.csv"]
+        table.to_csv(out_dir / f"{name}.csv", index=False, float_format=CSV_FLOATS)
+        return [out_dir / f"{name}.csv"]
 
     attempt(f"{name}.csv", summary_csv)
     lines = [f"# Summary of {sweep_dir.name}", "", f"{len(sweep.runs)} finished runs, {len(sweep.failures)} failed or unfinished.", ""]
@@ -397,8 +401,8 @@ def write_summary(
         diffs = reference_differences(sweep.runs, reference)
         if not diffs.empty:
             def reference_csv() -> list[Path]:
-                diffs.to_csv(sweep_dir / f"{name}_vs_reference.csv", index=False, float_format=CSV_FLOATS)
-                return [sweep_dir / f"{name}_vs_reference.csv"]
+                diffs.to_csv(out_dir / f"{name}_vs_reference.csv", index=False, float_format=CSV_FLOATS)
+                return [out_dir / f"{name}_vs_reference.csv"]
 
             attempt(f"{name}_vs_reference.csv", reference_csv)
             shown = pd.DataFrame({"runs": diffs["group"], "minus": diffs["reference"]})
@@ -416,7 +420,7 @@ def write_summary(
         figure_name: list[str] = []
 
         def figure() -> list[Path]:
-            path = sweep_figure(sweep.runs, axes[0], axes[1], sweep_dir, name)
+            path = sweep_figure(sweep.runs, axes[0], axes[1], out_dir, name)
             figure_name.append(path.name)
             return [path]
 
@@ -425,6 +429,6 @@ def write_summary(
             lines += [f"![forgetting and ACC over {axes[0]} x {axes[1]}]({figure_name[0]})", ""]
     if problems:
         lines += ["## Not written", ""] + problems + [""]
-    (sweep_dir / f"{name}.md").write_text("\n".join(lines))
-    written.append(sweep_dir / f"{name}.md")
+    (out_dir / f"{name}.md").write_text("\n".join(lines))
+    written.append(out_dir / f"{name}.md")
     return written
