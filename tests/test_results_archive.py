@@ -192,3 +192,21 @@ def test_the_continual_text_tables_are_rebuilt_from_their_archive(tmp_path):
     for strategy in ("naive", "replay", "joint"):  # every model under every strategy has archived runs
         for model in ("lstm", "transformer", "linear_attention", "deltanet", "hope", "cms", "titans", "hope_nl", "hope_attention"):
             assert f"\n| {strategy} | `{model}` | " in table, (strategy, model)
+
+
+def test_the_class_incremental_tables_are_rebuilt_from_their_archives(tmp_path):
+    """docs/continual_text_classes.md's tables: scripts/text_table.py on the sweep's archive, scripts/plot_curves.py
+    on the archived runs of the longer single-task check."""
+    built = call_script("text_table.py", REPO / "docs" / "results" / "continual_text_classes", "--out", tmp_path / "sweep")
+    assert built.returncode == 0, built.stderr
+    table = (tmp_path / "sweep" / "text_table.md").read_text()
+    page = (REPO / "docs" / "continual_text_classes.md").read_text()
+    assert table in page
+    for strategy in ("naive", "replay", "joint"):  # every model under every strategy has archived runs
+        for model in ("lstm", "transformer", "linear_attention", "deltanet", "hope", "cms", "titans", "hope_nl", "hope_attention"):
+            assert f"\n| {strategy} | `{model}` | 3 | " in table, (strategy, model)
+    curves = REPO / "docs" / "results" / "continual_text_classes_curves"
+    runs = [curves / name for name in ("transformer_lr3e-3", "hope_nl_lr3e-3", "hope_nl_lr1e-3", "hope_nl_chunk1_lr3e-3")]
+    built = call_script("plot_curves.py", *runs, "--out", tmp_path / "curves")
+    assert built.returncode == 0, built.stderr
+    assert (tmp_path / "curves" / "curves.md").read_text() in page
