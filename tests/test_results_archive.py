@@ -194,6 +194,10 @@ def test_the_continual_text_tables_are_rebuilt_from_their_archive(tmp_path):
             assert f"\n| {strategy} | `{model}` | " in table, (strategy, model)
 
 
+CURVE_RUNS = ("transformer_lr3e-3", "hope_nl_lr3e-3", "hope_nl_lr1e-3", "hope_nl_chunk1_lr3e-3", "hope_nl_conv1_lr3e-3",
+              "titans_lr3e-3", "titans_conv1_lr3e-3")
+
+
 def test_the_class_incremental_tables_are_rebuilt_from_their_archives(tmp_path):
     """docs/continual_text_classes.md's tables: scripts/text_table.py on the sweep's archive, scripts/plot_curves.py
     on the archived runs of the longer single-task check."""
@@ -206,7 +210,7 @@ def test_the_class_incremental_tables_are_rebuilt_from_their_archives(tmp_path):
         for model in ("lstm", "transformer", "linear_attention", "deltanet", "hope", "cms", "titans", "hope_nl", "hope_attention"):
             assert f"\n| {strategy} | `{model}` | 3 | " in table, (strategy, model)
     curves = REPO / "docs" / "results" / "continual_text_classes_curves"
-    runs = [curves / name for name in ("transformer_lr3e-3", "hope_nl_lr3e-3", "hope_nl_lr1e-3", "hope_nl_chunk1_lr3e-3")]
+    runs = [curves / name for name in CURVE_RUNS]
     built = call_script("plot_curves.py", *runs, "--out", tmp_path / "curves")
     assert built.returncode == 0, built.stderr
     assert (tmp_path / "curves" / "curves.md").read_text() in page
