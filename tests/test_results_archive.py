@@ -5,6 +5,7 @@ import gzip
 
 import pytest
 
+from nested_learning.analysis.metrics import record_metrics
 from nested_learning.analysis.results import ARCHIVED_FILE, load_results, write_results
 from nested_learning.analysis.summary import load_sweep
 from nested_learning.errors import UserError
@@ -147,7 +148,7 @@ def _text_run(model: str, strategy: str, seed: int, diagonal: list[float], final
                         "la": sum(diagonal) / 2, "ppl": 100.0 + seed}}
 
 
-def test_the_text_table_names_the_lstm_pairs_seeds_and_measures_the_weakest_task_against_its_unigram(tmp_path):
+def test_the_continual_table_names_the_lstm_pairs_seeds_and_measures_the_weakest_task_against_its_unigram(tmp_path):
     for job, run in enumerate([
         _text_run("rnn", "naive", 0, [0.10, 0.20], [0.06, 0.20], cell="lstm"),
         _text_run("rnn", "naive", 1, [0.12, 0.22], [0.08, 0.22], cell="lstm"),
@@ -157,16 +158,16 @@ def test_the_text_table_names_the_lstm_pairs_seeds_and_measures_the_weakest_task
         _text_run("rnn", "replay", 1, [0.12, 0.22], [0.12, 0.22], cell="lstm"),
     ]):
         write_results(tmp_path / "sweep" / f"{job}_{run['model']}_{run['seed']}", run)
-    built = call_script("text_table.py", tmp_path / "sweep", "--references", "lstm")
+    built = call_script("continual_table.py", tmp_path / "sweep", "--references", "lstm")
     assert built.returncode == 0, built.stderr
-    table = (tmp_path / "sweep" / "text_table.md").read_text()
+    table = (tmp_path / "sweep" / "continual_table.md").read_text()
     # the weakest task is b for both LSTM seeds (seed 0: a 0.10 / 0.02 = 5x, b 0.20 / 0.05 = 4x; seed 1: 6x, 4.4x): mean 4.2x
     assert "| naive | `lstm` | 2 | 0.160 [0.033, 0.287] | 0.140 [0.013, 0.267] | +0.040 [+0.040, +0.040] | 4.2x | 100 |" in table
     # hope_nl - LSTM, paired by seed: ACC (0.185 - 0.13, 0.20 - 0.15) = 0.055, 0.05; forgetting (0.01 - 0.04, 0.02 - 0.04)
     assert "| naive | `hope_nl` | `lstm` | +0.053 [+0.021, +0.084] | -0.025 [-0.089, +0.039] | paired by seed |" in table
     # replay - naive for the LSTM, paired by seed: ACC 0.15 - 0.13 and 0.17 - 0.15, forgetting 0 - 0.04 both times
     assert "| replay | `lstm` | naive | +0.020 [+0.020, +0.020] | -0.040 [-0.040, -0.040] | paired by seed |" in table
-    bad = call_script("text_table.py", tmp_path / "sweep", "--references", "transformer")
+    bad = call_script("continual_table.py", tmp_path / "sweep", "--references", "transformer")
     assert bad.returncode == 2 and bad.stderr.strip() == "error: --references transformer: no such model in the runs; they have hope_nl, lstm"
 
 
@@ -176,18 +177,52 @@ def test_class_incremental_runs_are_measured_against_each_tasks_majority_class(t
         run["task_info"] = {"majority_accuracy": [0.5, 1.0]}
         del run["metrics"]["ppl"]
         write_results(tmp_path / "sweep" / f"{seed}_transformer", run)
-    built = call_script("text_table.py", tmp_path / "sweep", "--references", "transformer")
+    built = call_script("continual_table.py", tmp_path / "sweep", "--references", "transformer")
     assert built.returncode == 0, built.stderr
-    table = (tmp_path / "sweep" / "text_table.md").read_text()
+    table = (tmp_path / "sweep" / "continual_table.md").read_text()
     assert "| strategy | model | n | LA | ACC | forgetting | weakest LA / majority class |\n" in table  # no perplexity
     assert "| naive | `transformer` | 2 | 0.850 [0.215, 1.485] | 0.500 [0.500, 0.500] | +0.700 [-0.571, +1.971] | 1.4x |" in table
 
 
+def _formal_run(seed: int, bin0: list[list[float]], bin1: list[list[float]]) -> dict:
+    """A finished two-language run measured on two splits; its own choice is bin0."""
+    splits = {"bin0": bin0, "bin1": bin1}
+    return {"status": "complete", "model": "transformer", "seed": seed, "strategy": {"name": "naive"}, "tasks": ["parity", "aa"],
+            "overrides": ["model=transformer", f"seed={seed}"], "config": {"model": {}}, "eval_split": "bin0", "eval_metric": "sequence",
+            "accuracy_matrices": {split: {"sequence": m, "token": m} for split, m in splits.items()},
+            "initial_accuracies": {split: {"sequence": [0.0, 0.0], "token": [0.0, 0.0]} for split in splits},
+            "loss_matrices": {split: [[1.0, 1.0], [1.0, 1.0]] for split in splits}, "initial_losses": {split: [1.0, 1.0] for split in splits},
+            "accuracy_matrix": bin0, "initial_accuracy": [0.0, 0.0], **record_metrics(bin0, [0.0, 0.0])}
+
+
+def test_the_continual_table_reads_another_split_and_shows_each_tasks_learning_accuracy(tmp_path):
+    write_results(tmp_path / "sweep" / "0_seed=0", _formal_run(0, [[1.0, 0.0], [0.5, 0.75]], [[0.5, 0.0], [0.25, 0.5]]))
+    write_results(tmp_path / "sweep" / "1_seed=1", _formal_run(1, [[1.0, 0.0], [0.25, 1.0]], [[0.25, 0.0], [0.25, 0.0]]))
+    own = call_script("continual_table.py", tmp_path / "sweep", "--references", "transformer", "--out", tmp_path / "out")
+    assert own.returncode == 0, own.stderr
+    table = (tmp_path / "out" / "continual_table.md").read_text()
+    assert table.startswith("Accuracy: sequence accuracy (every position right) on split bin0.")
+    # LA (1 + 0.75) / 2 and (1 + 1) / 2; ACC (0.5 + 0.75) / 2 and (0.25 + 1) / 2; forgetting of parity 0.5 and 0.75
+    assert "| naive | `transformer` | 2 | 0.938 [0.143, 1.732] | 0.625 [0.625, 0.625] | +0.625 [-0.963, +2.213] |" in table
+    assert "| strategy | model | parity | aa |\n|---|---|---|---|\n| naive | `transformer` | 1.000 | 0.875 |" in table
+    longer = call_script("continual_table.py", tmp_path / "sweep", "--references", "transformer", "--split", "bin1", "--out", tmp_path / "out")
+    assert longer.returncode == 0, longer.stderr
+    table = (tmp_path / "out" / "continual_table_bin1.md").read_text()
+    assert table.startswith("Accuracy: sequence accuracy (every position right) on split bin1.")
+    # bin1: LA (0.5 + 0.5) / 2 and (0.25 + 0) / 2, ACC 0.375 and 0.125, forgetting 0.25 and 0
+    assert "| naive | `transformer` | 2 | 0.312 [-2.070, 2.695] | 0.250 [-1.338, 1.838] | +0.125 [-1.463, +1.713] |" in table
+    assert "| naive | `transformer` | 0.375 | 0.250 |" in table
+    assert (tmp_path / "out" / "continual_table_bin1.png").is_file() and (tmp_path / "out" / "continual_table.png").is_file()
+    bad = call_script("continual_table.py", tmp_path / "sweep", "--references", "transformer", "--split", "bin2")
+    assert bad.returncode == 2 and "split 'bin2': not measured by this run; its splits: bin0, bin1" in bad.stderr
+    assert bad.stderr.count("\n") == 1
+
+
 def test_the_continual_text_tables_are_rebuilt_from_their_archive(tmp_path):
-    """docs/continual_text.md's tables are what scripts/text_table.py makes of docs/results/continual_text."""
-    built = call_script("text_table.py", REPO / "docs" / "results" / "continual_text", "--out", tmp_path)
+    """docs/continual_text.md's tables are what scripts/continual_table.py makes of docs/results/continual_text."""
+    built = call_script("continual_table.py", REPO / "docs" / "results" / "continual_text", "--out", tmp_path)
     assert built.returncode == 0, built.stderr
-    table = (tmp_path / "text_table.md").read_text()
+    table = (tmp_path / "continual_table.md").read_text()
     assert table in (REPO / "docs" / "continual_text.md").read_text()
     for strategy in ("naive", "replay", "joint"):  # every model under every strategy has archived runs
         for model in ("lstm", "transformer", "linear_attention", "deltanet", "hope", "cms", "titans", "hope_nl", "hope_attention"):
@@ -199,11 +234,11 @@ CURVE_RUNS = ("transformer_lr3e-3", "hope_nl_lr3e-3", "hope_nl_lr1e-3", "hope_nl
 
 
 def test_the_class_incremental_tables_are_rebuilt_from_their_archives(tmp_path):
-    """docs/continual_text_classes.md's tables: scripts/text_table.py on the sweep's archive, scripts/plot_curves.py
+    """docs/continual_text_classes.md's tables: scripts/continual_table.py on the sweep's archive, scripts/plot_curves.py
     on the archived runs of the longer single-task check."""
-    built = call_script("text_table.py", REPO / "docs" / "results" / "continual_text_classes", "--out", tmp_path / "sweep")
+    built = call_script("continual_table.py", REPO / "docs" / "results" / "continual_text_classes", "--out", tmp_path / "sweep")
     assert built.returncode == 0, built.stderr
-    table = (tmp_path / "sweep" / "text_table.md").read_text()
+    table = (tmp_path / "sweep" / "continual_table.md").read_text()
     page = (REPO / "docs" / "continual_text_classes.md").read_text()
     assert table in page
     for strategy in ("naive", "replay", "joint"):  # every model under every strategy has archived runs

@@ -1,17 +1,20 @@
-"""docs/continual_text.md's tables from a sweep of experiment=continual_text (or _classes), or its archive.
+"""The tables of a continual benchmark (every model x naive, replay, joint) from its sweep or its archive.
 
-    python scripts/text_table.py SWEEP_DIR [SWEEP_DIR ...] [--references transformer rnn] [--out DIR]
+    python scripts/continual_table.py SWEEP_DIR [SWEEP_DIR ...] [--references transformer lstm] [--split bin1] [--out DIR]
 
-Per strategy, one row per model, mean and Student-t 95% interval over seeds: LA (learning accuracy,
-the accuracy matrix's diagonal: was each task learned?), ACC (its last row), forgetting (Chaudhry),
-and the weakest task's LA as a multiple of the task's baseline: its unigram accuracy (task=text_domains,
-then also the perplexity at the end) or its majority-class accuracy (task=text_classes; a one-class task,
-whose baseline is 1, has nothing to tell apart and is left out of the minimum). Then each model's difference to
-every reference model (the Transformer, and the LSTM that experiment=continual_text makes of `rnn`)
-in ACC and forgetting under the same strategy, paired by seed, and each strategy's difference to naive
-fine-tuning, model by model. Writes text_table.md (printed too) and
-text_table.png (ACC against forgetting, one panel per strategy, 95% intervals as bars) into --out
-(default: the first SWEEP_DIR).
+docs/continual_text.md, continual_text_classes.md and continual_formal.md show what it writes for
+experiment=continual_text, continual_text_classes and continual_formal. Per strategy, one row per model,
+mean and Student-t 95% interval over seeds: LA (learning accuracy, the accuracy matrix's diagonal: was
+each task learned?), ACC (its last row), forgetting (Chaudhry), and, where the runs record a baseline,
+the weakest task's LA as a multiple of it: its unigram accuracy (task=text_domains, then also the
+perplexity at the end) or its majority-class accuracy (task=text_classes; a one-class task, whose
+baseline is 1, has nothing to tell apart and is left out of the minimum). Then each model's difference
+to every reference model (the Transformer, and the LSTM that the experiments make of `rnn`) in ACC and
+forgetting under the same strategy, paired by seed, each strategy's difference to naive fine-tuning,
+model by model, and LA task by task (mean over seeds). --split reads another evaluation split of the
+same runs (bin1 of task=formal: the longer strings). Writes continual_table.md (printed too) and
+continual_table.png (ACC against forgetting, one panel per strategy, 95% intervals as bars), named
+continual_table_SPLIT.* with --split, into --out (default: the first SWEEP_DIR).
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from nested_learning.analysis.plots import plt  # with the headless backend the project uses
+from nested_learning.analysis.results import accuracy_shown
 from nested_learning.analysis.summary import difference_interval, load_sweep, t_interval
 from nested_learning.errors import UserError
 
@@ -36,11 +40,12 @@ def model_name(run: dict) -> str:
     return "lstm" if run["model"] == "rnn" and run["config"]["model"].get("cell") == "lstm" else run["model"]
 
 
-def collect(sweep_dirs: list[Path]) -> dict[tuple[str, str], list[dict]]:
-    """{(model, strategy): finished runs in seed order}; unfinished jobs are named on stderr."""
+def collect(sweep_dirs: list[Path], split: str | None = None) -> dict[tuple[str, str], list[dict]]:
+    """{(model, strategy): finished runs in seed order}, read on `split` (None: each run's own);
+    unfinished jobs are named on stderr."""
     groups: dict[tuple[str, str], list[dict]] = {}
     for sweep_dir in sweep_dirs:
-        sweep = load_sweep(sweep_dir)
+        sweep = load_sweep(sweep_dir, split=split)
         for job, why in sweep.failures:
             print(f"warning: {sweep_dir / job} left out: {why}", file=sys.stderr)
         for run in sweep.runs:
@@ -125,6 +130,17 @@ def strategy_pairs(groups: dict[tuple[str, str], list[dict]], baseline: str = "n
             if strategy != baseline and (model, baseline) in groups]
 
 
+def learning_accuracy_table(groups: dict[tuple[str, str], list[dict]]) -> str:
+    """LA task by task, mean over seeds: which tasks a model learned, so that low forgetting of a task never
+    learned is not read as retention."""
+    tasks = next(iter(groups.values()))[0]["tasks"]
+    lines = ["| strategy | model | " + " | ".join(tasks) + " |", "|" + "---|" * (len(tasks) + 2)]
+    for key in sorted(groups, key=_order):
+        diagonal = np.mean([np.diag(np.asarray(r["accuracy_matrix"], float)) for r in groups[key]], axis=0)
+        lines.append(f"| {key[1]} | `{key[0]}` | " + " | ".join(f"{x:.3f}" for x in diagonal) + " |")
+    return "\n".join(lines)
+
+
 def figure(groups: dict[tuple[str, str], list[dict]]) -> plt.Figure:
     strategies = sorted({strategy for _, strategy in groups}, key=lambda s: _order(("", s)))
     models = sorted({model for model, _ in groups}, key=lambda m: _order((m, "")))
@@ -150,10 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("sweep_dirs", nargs="+", type=Path, help="multirun directories or their archives (docs/results/...)")
     parser.add_argument("--references", nargs="+", default=["transformer", "lstm"],
                         help="models every other model is compared with (default: transformer lstm)")
-    parser.add_argument("--out", type=Path, help="where text_table.md goes (default: the first SWEEP_DIR)")
+    parser.add_argument("--split", help="evaluation split to read (e.g. bin1 of task=formal); default: each run's eval.split")
+    parser.add_argument("--out", type=Path, help="where continual_table.md goes (default: the first SWEEP_DIR)")
     args = parser.parse_args(argv)
     try:
-        groups = collect(args.sweep_dirs)
+        groups = collect(args.sweep_dirs, args.split)
         models = sorted({model for model, _ in groups})
         unknown = [r for r in args.references if r not in models]
         if unknown:
@@ -161,16 +178,20 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    text = (f"Mean [95% interval] over seeds.\n\n{results_table(groups)}\n\n"
+    accuracy = accuracy_shown([run for runs in groups.values() for run in runs])
+    text = (f"Accuracy: {accuracy}. Mean [95% interval] over seeds.\n\n{results_table(groups)}\n\n"
             f"Differences (model - reference), mean [95% interval]:\n\n{differences_table(groups, model_pairs(groups, args.references))}\n\n"
             f"Strategies against naive fine-tuning, model by model (strategy - naive):\n\n"
-            f"{differences_table(groups, strategy_pairs(groups))}\n")
+            f"{differences_table(groups, strategy_pairs(groups))}\n\n"
+            f"LA task by task (the accuracy right after training each task), mean over seeds:\n\n"
+            f"{learning_accuracy_table(groups)}\n")
     out = args.out or args.sweep_dirs[0]
     out.mkdir(parents=True, exist_ok=True)
-    (out / "text_table.md").write_text(text)
-    figure(groups).savefig(out / "text_table.png", dpi=120)
+    name = f"continual_table_{args.split}" if args.split else "continual_table"
+    (out / f"{name}.md").write_text(text)
+    figure(groups).savefig(out / f"{name}.png", dpi=120)
     print(text)
-    print(f"wrote text_table.md, text_table.png in {out}")
+    print(f"wrote {name}.md, {name}.png in {out}")
     return 0
 
 
