@@ -11,8 +11,9 @@ perplexity at the end) or its majority-class accuracy (task=text_classes; a one-
 baseline is 1, has nothing to tell apart and is left out of the minimum). Then each model's difference
 to every reference model (the Transformer, and the LSTM that the experiments make of `rnn`) in ACC and
 forgetting under the same strategy, paired by seed, each strategy's difference to naive fine-tuning,
-model by model, and LA task by task (mean over seeds). --split reads another evaluation split of the
-same runs (bin1 of task=formal: the longer strings). Writes continual_table.md (printed too) and
+model by model, and task by task the accuracy right after training it and at the end of the sequence
+(mean over seeds). --split reads another evaluation split of the same runs (bin1 of task=formal: the
+longer strings). Writes continual_table.md (printed too) and
 continual_table.png (ACC against forgetting, one panel per strategy, 95% intervals as bars), named
 continual_table_SPLIT.* with --split, into --out (default: the first SWEEP_DIR).
 """
@@ -130,14 +131,16 @@ def strategy_pairs(groups: dict[tuple[str, str], list[dict]], baseline: str = "n
             if strategy != baseline and (model, baseline) in groups]
 
 
-def learning_accuracy_table(groups: dict[tuple[str, str], list[dict]]) -> str:
-    """LA task by task, mean over seeds: which tasks a model learned, so that low forgetting of a task never
-    learned is not read as retention."""
+def task_by_task_table(groups: dict[tuple[str, str], list[dict]]) -> str:
+    """Each task's accuracy right after training it (LA) and at the end of the sequence (the last row), mean over
+    seeds: which tasks a model learned, and which of those it kept, so that low forgetting of a task never learned
+    is not read as retention."""
     tasks = next(iter(groups.values()))[0]["tasks"]
     lines = ["| strategy | model | " + " | ".join(tasks) + " |", "|" + "---|" * (len(tasks) + 2)]
     for key in sorted(groups, key=_order):
-        diagonal = np.mean([np.diag(np.asarray(r["accuracy_matrix"], float)) for r in groups[key]], axis=0)
-        lines.append(f"| {key[1]} | `{key[0]}` | " + " | ".join(f"{x:.3f}" for x in diagonal) + " |")
+        matrices = [np.asarray(r["accuracy_matrix"], float) for r in groups[key]]
+        learned, final = np.mean([np.diag(m) for m in matrices], axis=0), np.mean([m[-1] for m in matrices], axis=0)
+        lines.append(f"| {key[1]} | `{key[0]}` | " + " | ".join(f"{a:.3f} / {b:.3f}" for a, b in zip(learned, final)) + " |")
     return "\n".join(lines)
 
 
@@ -183,8 +186,8 @@ def main(argv: list[str] | None = None) -> int:
             f"Differences (model - reference), mean [95% interval]:\n\n{differences_table(groups, model_pairs(groups, args.references))}\n\n"
             f"Strategies against naive fine-tuning, model by model (strategy - naive):\n\n"
             f"{differences_table(groups, strategy_pairs(groups))}\n\n"
-            f"LA task by task (the accuracy right after training each task), mean over seeds:\n\n"
-            f"{learning_accuracy_table(groups)}\n")
+            f"Task by task, mean over seeds: accuracy right after training the task (LA) / at the end of the sequence:\n\n"
+            f"{task_by_task_table(groups)}\n")
     out = args.out or args.sweep_dirs[0]
     out.mkdir(parents=True, exist_ok=True)
     name = f"continual_table_{args.split}" if args.split else "continual_table"

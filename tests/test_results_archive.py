@@ -195,7 +195,7 @@ def _formal_run(seed: int, bin0: list[list[float]], bin1: list[list[float]]) -> 
             "accuracy_matrix": bin0, "initial_accuracy": [0.0, 0.0], **record_metrics(bin0, [0.0, 0.0])}
 
 
-def test_the_continual_table_reads_another_split_and_shows_each_tasks_learning_accuracy(tmp_path):
+def test_the_continual_table_reads_another_split_and_shows_each_task_learned_and_kept(tmp_path):
     write_results(tmp_path / "sweep" / "0_seed=0", _formal_run(0, [[1.0, 0.0], [0.5, 0.75]], [[0.5, 0.0], [0.25, 0.5]]))
     write_results(tmp_path / "sweep" / "1_seed=1", _formal_run(1, [[1.0, 0.0], [0.25, 1.0]], [[0.25, 0.0], [0.25, 0.0]]))
     own = call_script("continual_table.py", tmp_path / "sweep", "--references", "transformer", "--out", tmp_path / "out")
@@ -204,14 +204,15 @@ def test_the_continual_table_reads_another_split_and_shows_each_tasks_learning_a
     assert table.startswith("Accuracy: sequence accuracy (every position right) on split bin0.")
     # LA (1 + 0.75) / 2 and (1 + 1) / 2; ACC (0.5 + 0.75) / 2 and (0.25 + 1) / 2; forgetting of parity 0.5 and 0.75
     assert "| naive | `transformer` | 2 | 0.938 [0.143, 1.732] | 0.625 [0.625, 0.625] | +0.625 [-0.963, +2.213] |" in table
-    assert "| strategy | model | parity | aa |\n|---|---|---|---|\n| naive | `transformer` | 1.000 | 0.875 |" in table
+    # parity: learned 1 and 1, kept 0.5 and 0.25; aa: learned 0.75 and 1, its last row is its diagonal
+    assert "| strategy | model | parity | aa |\n|---|---|---|---|\n| naive | `transformer` | 1.000 / 0.375 | 0.875 / 0.875 |" in table
     longer = call_script("continual_table.py", tmp_path / "sweep", "--references", "transformer", "--split", "bin1", "--out", tmp_path / "out")
     assert longer.returncode == 0, longer.stderr
     table = (tmp_path / "out" / "continual_table_bin1.md").read_text()
     assert table.startswith("Accuracy: sequence accuracy (every position right) on split bin1.")
     # bin1: LA (0.5 + 0.5) / 2 and (0.25 + 0) / 2, ACC 0.375 and 0.125, forgetting 0.25 and 0
     assert "| naive | `transformer` | 2 | 0.312 [-2.070, 2.695] | 0.250 [-1.338, 1.838] | +0.125 [-1.463, +1.713] |" in table
-    assert "| naive | `transformer` | 0.375 | 0.250 |" in table
+    assert "| naive | `transformer` | 0.375 / 0.250 | 0.250 / 0.250 |" in table
     assert (tmp_path / "out" / "continual_table_bin1.png").is_file() and (tmp_path / "out" / "continual_table.png").is_file()
     bad = call_script("continual_table.py", tmp_path / "sweep", "--references", "transformer", "--split", "bin2")
     assert bad.returncode == 2 and "split 'bin2': not measured by this run; its splits: bin0, bin1" in bad.stderr
