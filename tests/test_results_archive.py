@@ -250,3 +250,24 @@ def test_the_class_incremental_tables_are_rebuilt_from_their_archives(tmp_path):
     built = call_script("plot_curves.py", *runs, "--out", tmp_path / "curves")
     assert built.returncode == 0, built.stderr
     assert (tmp_path / "curves" / "curves.md").read_text() in page
+
+
+def test_the_continual_formal_tables_are_rebuilt_from_their_archive(tmp_path):
+    """docs/continual_formal.md's tables: scripts/continual_table.py on docs/results/continual_formal, on Bin0
+    (the runs' own split: every table) and on Bin1 (its results and task-by-task tables)."""
+    archive = REPO / "docs" / "results" / "continual_formal"
+    page = (REPO / "docs" / "continual_formal.md").read_text()
+    built = call_script("continual_table.py", archive, "--out", tmp_path)
+    assert built.returncode == 0, built.stderr
+    table = (tmp_path / "continual_table.md").read_text()
+    assert table in page
+    seeds = {int(job.name.split("seed=")[1].split(",")[0]) for job in archive.iterdir() if job.is_dir()}
+    for strategy in ("naive", "replay", "joint"):  # every model under every strategy has a run of every archived seed
+        for model in ("lstm", "transformer", "linear_attention", "deltanet", "hope", "cms", "titans", "hope_nl", "hope_attention"):
+            assert f"\n| {strategy} | `{model}` | {len(seeds)} | " in table, (strategy, model)
+    built = call_script("continual_table.py", archive, "--split", "bin1", "--out", tmp_path)
+    assert built.returncode == 0, built.stderr
+    blocks = (tmp_path / "continual_table_bin1.md").read_text().rstrip("\n").split("\n\n")
+    assert blocks[0].startswith("Accuracy: sequence accuracy (every position right) on split bin1.")
+    for block in (blocks[1], blocks[-2], blocks[-1]):  # the results table, the task-by-task heading and table
+        assert block in page
