@@ -1,9 +1,9 @@
-"""The tables of a continual benchmark (every model x naive, replay, joint) from its sweep or its archive.
+"""The tables of a continual benchmark (every model x every strategy) from its sweep or its archive.
 
     python scripts/continual_table.py SWEEP_DIR [SWEEP_DIR ...] [--references transformer lstm] [--split bin1] [--out DIR]
 
-docs/continual_text.md, continual_text_classes.md and continual_formal.md show what it writes for
-experiment=continual_text, continual_text_classes and continual_formal. Per strategy, one row per model,
+docs/continual_text.md, continual_text_classes.md, continual_formal.md and baselines.md show what it
+writes for experiment=continual_text, continual_text_classes, continual_formal and baselines. Per strategy, one row per model,
 mean and Student-t 95% interval over seeds: LA (learning accuracy, the accuracy matrix's diagonal: was
 each task learned?), ACC (its last row), forgetting (Chaudhry), and, where the runs record a baseline,
 the weakest task's LA as a multiple of it: its unigram accuracy (task=text_domains, then also the
