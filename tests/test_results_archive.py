@@ -39,16 +39,18 @@ def test_archive_holds_each_complete_run_and_reads_like_its_sweep(tmp_path):
 
 
 def test_archive_grows_by_later_sweeps_and_never_overwrites(tmp_path):
-    for name in ("a", "b"):
-        write_results(tmp_path / name / "0_seed=0", _record(0.5))
+    write_results(tmp_path / "a" / "0_seed=0", _record(0.5))
+    write_results(tmp_path / "b" / "0_seed=0", _record(0.25))
     write_results(tmp_path / "later" / "0_seed=1", _record(0.125))
     clash = call_script("archive_results.py", tmp_path / "a", tmp_path / "b", "--out", tmp_path / "out")
     assert clash.returncode == 2 and clash.stderr.count("\n") == 1
     assert "0_seed=0: in both" in clash.stderr and not (tmp_path / "out").exists()
     assert call_script("archive_results.py", tmp_path / "a", "--out", tmp_path / "out").returncode == 0
     first = (tmp_path / "out" / "0_seed=0" / ARCHIVED_FILE).read_bytes()
-    again = call_script("archive_results.py", tmp_path / "b", "--out", tmp_path / "out")
-    assert again.returncode == 2 and "0_seed=0: already archived" in again.stderr
+    other = call_script("archive_results.py", tmp_path / "b", "--out", tmp_path / "out")
+    assert other.returncode == 2 and "0_seed=0: already archived in" in other.stderr and "with other results" in other.stderr
+    same = call_script("archive_results.py", tmp_path / "a", "--out", tmp_path / "out")  # the same run again: kept, no error
+    assert same.returncode == 0 and "archived 0 runs" in same.stdout and "1 already there with the same results" in same.stdout
     assert (tmp_path / "out" / "0_seed=0" / ARCHIVED_FILE).read_bytes() == first
     added = call_script("archive_results.py", tmp_path / "later", "--out", tmp_path / "out")
     assert added.returncode == 0, added.stderr
@@ -64,9 +66,11 @@ def test_archive_takes_the_whole_seeds_of_a_running_sweep_and_later_seeds_after(
     whole = call_script("archive_results.py", sweep, "--out", tmp_path / "out", "--seeds", "0")
     assert whole.returncode == 0 and "archived 2 runs" in whole.stdout and whole.stderr == ""  # seed 1's jobs not even named
     assert [(r["seed"], r["metrics"]["acc"]) for r in load_sweep(tmp_path / "out").runs] == [(0, 0.5), (0, 0.25)]
+    early = call_script("archive_results.py", sweep, "--out", tmp_path / "out", "--seeds", "1")  # seed 1 still running
+    assert early.returncode == 0 and "archived 1 runs" in early.stdout and "3_seed=1: status running" in early.stderr
     write_results(sweep / "3_seed=1", {**_record(0.125), "seed": 1})  # the sweep finished seed 1
-    later = call_script("archive_results.py", sweep, "--out", tmp_path / "out", "--seeds", "1")
-    assert later.returncode == 0 and "archived 2 runs" in later.stdout
+    later = call_script("archive_results.py", sweep, "--out", tmp_path / "out", "--seeds", "1")  # adds only what is new
+    assert later.returncode == 0 and "archived 1 runs" in later.stdout and "1 already there with the same results" in later.stdout
     assert [(r["seed"], r["metrics"]["acc"]) for r in load_sweep(tmp_path / "out").runs] == [(0, 0.5), (0, 0.25), (1, 0.75), (1, 0.125)]
 
 
